@@ -1,0 +1,1 @@
+"""Environments: the JAX gridworld used for meta-training and gymnasium adapters for transfer."""
