@@ -1,0 +1,100 @@
+"""The ``metacurio`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from metacurio import program_io, render
+from metacurio.program import Program, ProgramError
+
+REFERENCE_DIRS = (Path("results/programs"), Path(__file__).resolve().parents[1] / "results" / "programs")
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def resolve_program(spec: str) -> Program:
+    """A program file path, or the name of a reference program in results/programs/."""
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists():
+        return program_io.load(path)
+    for folder in REFERENCE_DIRS:
+        candidate = folder / f"{spec}.json"
+        if candidate.exists():
+            return program_io.load(candidate)
+    raise ProgramError(f"no program file or reference program named {spec!r}")
+
+
+def cmd_show(args) -> None:
+    program = resolve_program(args.program)
+    if args.format == "text":
+        text = render.to_text(program)
+    elif args.format == "json":
+        text = program_io.to_json(program)
+    elif args.format == "dot":
+        text = render.to_dot(program)
+    else:
+        text = render.to_svg(program)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_ops(args) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from operations.registry import REGISTRY
+    from operations.state_types import STATE_TYPES
+
+    console = Console()
+    table = Table(title="operations", show_lines=False)
+    for column in ("name", "signature", "meaning", "spaces", "flags"):
+        table.add_column(column, overflow="fold")
+    for op in REGISTRY.values():
+        if args.space and args.space not in op.spaces:
+            continue
+        table.add_row(op.name, op.signature(), op.doc, ",".join(sorted(op.spaces)), op.flags())
+    console.print(table)
+    states = Table(title="state types")
+    for column in ("name", "signature", "meaning", "kind"):
+        states.add_column(column, overflow="fold")
+    for st in STATE_TYPES.values():
+        kind = "trainable" if st.trainable else "read-only" if st.read_only else "single-use"
+        states.add_row(st.name, st.signature, st.doc, kind)
+    console.print(states)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metacurio", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    show = sub.add_parser("show", help="print a program as pseudo-code, JSON, DOT or SVG")
+    show.add_argument("program", help="a program JSON file, or a reference program name such as 'fast'")
+    show.add_argument("--format", choices=("text", "json", "dot", "svg"), default="text")
+    show.add_argument("--out", help="write to this file instead of standard output")
+    show.set_defaults(func=cmd_show)
+
+    ops = sub.add_parser("ops", help="list the operation registry and the state types")
+    ops.add_argument("--space", choices=("curiosity", "combiner"), help="only the operations of this space")
+    ops.set_defaults(func=cmd_ops)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ProgramError, CliError, render.RenderError, OSError) as err:
+        print(f"metacurio: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

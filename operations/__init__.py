@@ -1,0 +1,1 @@
+"""The curiosity DSL's operations, their types, and the registry that names them."""

@@ -1,0 +1,132 @@
+"""Vector operations on 𝔽 and 𝔸. Norms and distances are divided by √d throughout."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from operations import types as T
+from operations.base import (
+    ALL_INPUTS,
+    ANY_INPUT,
+    FIRST_INPUT,
+    NEVER,
+    VECTOR,
+    OpDef,
+    Slot,
+    TypeRuleError,
+    exactly,
+    no_state,
+)
+
+CURIOSITY = frozenset({"curiosity"})
+_EPS = 1e-12
+
+
+def norm(x):
+    """‖x‖/√d, with a gradient that stays finite at 0."""
+    return jnp.sqrt(jnp.sum(x**2, axis=-1) + _EPS) / jnp.sqrt(x.shape[-1])
+
+
+def _same_vector_type(result):
+    def rule(types):
+        if types[0] != types[1]:
+            raise TypeRuleError(f"inputs must have the same vector type, got {types[0]} and {types[1]}")
+        return result if result is not None else types[0]
+
+    return rule
+
+
+def _first_type(types):
+    return types[0]
+
+
+def _action_nll(inputs, state, params, env):
+    prediction, target = inputs
+    target = jax.lax.stop_gradient(target)
+    width = max(prediction.shape[-1], target.shape[-1])
+    prediction = jnp.pad(prediction, ((0, 0), (0, width - prediction.shape[-1])))
+    if env.discrete:
+        label = jnp.argmax(target, axis=-1)
+        log_probs = jax.nn.log_softmax(prediction)
+        loss = -jnp.take_along_axis(log_probs, label[:, None], axis=-1)[:, 0]
+    else:
+        loss = jnp.mean((prediction[:, : target.shape[-1]] - target) ** 2, axis=-1)
+    return loss, state, ()
+
+
+def _pair(name):
+    return (Slot(name + "1", VECTOR), Slot(name + "2", VECTOR))
+
+
+OPS = [
+    OpDef(
+        name="L2Norm",
+        short="norm",
+        doc="‖x‖/√d",
+        family="vector",
+        inputs=(Slot("x", VECTOR),),
+        output=T.NonNeg,
+        apply=no_state(norm),
+        spaces=CURIOSITY,
+        collapse=FIRST_INPUT,
+    ),
+    OpDef(
+        name="L2Distance",
+        short="dist",
+        doc="‖x − y‖/√d",
+        family="vector",
+        inputs=_pair("x"),
+        output=_same_vector_type(T.NonNeg),
+        apply=no_state(lambda x, y: norm(x - y)),
+        spaces=CURIOSITY,
+        commutative=True,
+        collapse=ALL_INPUTS,
+    ),
+    OpDef(
+        name="Dot",
+        short="dot",
+        doc="Σ x·y",
+        family="vector",
+        inputs=_pair("x"),
+        output=_same_vector_type(T.Real),
+        apply=no_state(lambda x, y: jnp.sum(x * y, axis=-1)),
+        spaces=CURIOSITY,
+        commutative=True,
+        collapse=ANY_INPUT,
+    ),
+    OpDef(
+        name="AddVectors",
+        short="vadd",
+        doc="x + y",
+        family="vector",
+        inputs=_pair("x"),
+        output=_same_vector_type(None),
+        apply=no_state(lambda x, y: x + y),
+        spaces=CURIOSITY,
+        commutative=True,
+        collapse=ALL_INPUTS,
+    ),
+    OpDef(
+        name="Detach",
+        short="sg",
+        doc="stop-gradient of x",
+        family="vector",
+        inputs=(Slot("x", VECTOR, passes_gradient=False),),
+        output=_first_type,
+        apply=no_state(jax.lax.stop_gradient),
+        spaces=CURIOSITY,
+        collapse=NEVER,
+    ),
+    OpDef(
+        name="ActionNLL",
+        short="act_nll",
+        doc="action-prediction loss: softmax NLL of the taken action (discrete), squared error (continuous)",
+        family="vector",
+        inputs=(Slot("prediction", VECTOR), Slot("action", exactly(T.Action), passes_gradient=False)),
+        output=T.NonNeg,
+        apply=_action_nll,
+        spaces=CURIOSITY,
+        collapse=ALL_INPUTS,
+    ),
+]
