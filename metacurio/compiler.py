@@ -59,6 +59,7 @@ def compile_program(program: Program) -> CompiledProgram:
     order = analysis.order
     has_losses = any(get_op(n.op).produces_loss for n in order)
     buffer_elem = {n.state: _arg_type(program, n.args[0]) for n in order if n.op == "Buffer"}
+    slot_roles = {name: _role(get_state_type(t)) for name, t in analysis.state_types.items()}
 
     def init(key: jax.Array, env: EnvSpec) -> ProgramState:
         params, slots = {}, {}
@@ -77,12 +78,11 @@ def compile_program(program: Program) -> CompiledProgram:
         for node in order:
             op = get_op(node.op)
             args = tuple(_value(values, ref, env) for ref in node.args)
-            slot_params = params.get(node.state) if node.state else None
-            slot_state = slots.get(node.state) if node.state else None
-            if node.state and get_state_type(analysis.state_types[node.state]).read_only:
-                slot_params, slot_state = slot_state, None
+            role = slot_roles.get(node.state)
+            slot_params = params[node.state] if role == "trainable" else slots[node.state] if role == "read_only" else None
+            slot_state = slots[node.state] if role == "mutable" else None
             out, new_state, terms = op.apply(args, slot_state, slot_params, env)
-            if node.state and not get_state_type(analysis.state_types[node.state]).read_only:
+            if role == "mutable":
                 slots[node.state] = new_state
             values[node.id] = out
             losses.extend(jnp.mean(t) for t in terms)
@@ -105,6 +105,12 @@ def compile_program(program: Program) -> CompiledProgram:
         return reward, ProgramState(params=params, slots=slots, opt_state=opt_state, env=env), metrics
 
     return CompiledProgram(program=program, init=init, step=step)
+
+
+def _role(state_type) -> str:
+    if state_type.trainable:
+        return "trainable"
+    return "read_only" if state_type.read_only else "mutable"
 
 
 def _arg_type(program: Program, ref):

@@ -118,8 +118,8 @@ def analyse(program: Program) -> Analysis:
     nodes = _check_nodes(program, inputs, state_types)
     order = _topological_order(program, nodes, inputs)
     types, facts = _infer(program, order, inputs, state_types)
-    _check_usage(program, nodes, types, state_types)
     _check_output(program, nodes, types)
+    _check_usage(program, nodes, types, state_types)
     _check_losses(program, nodes, types, facts)
     canonical_names, text = _canonical(program, nodes, state_types)
     return Analysis(

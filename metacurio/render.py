@@ -47,7 +47,7 @@ def to_text(program: Program) -> str:
             if get_op(node.op).produces_loss:
                 marks.append("← loss")
             flags = analysis.facts[node.id].flags()
-            comment = "  ".join(x for x in (str(value_type), flags, " ".join(marks)) if x)
+            comment = "  ".join(x for x in (f"{value_type!s:<4}", flags, " ".join(marks)) if x)
             lines.append(f"  {node.id:<{width}} = {_call(node):<{call_width}}  # {comment}")
     return "\n".join(lines) + "\n"
 

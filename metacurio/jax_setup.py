@@ -1,0 +1,26 @@
+"""Process-wide JAX settings the project relies on, applied explicitly by entry points."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CACHE_ENV = "METACURIO_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where compiled XLA programs are kept between processes (``$METACURIO_CACHE_DIR``)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "metacurio" / "xla"
+    return Path(os.environ.get(CACHE_ENV, default))
+
+
+def enable_compilation_cache() -> Path:
+    """Persist every compilation: a re-run in a new process then skips XLA's compile step."""
+    import jax
+
+    path = cache_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path

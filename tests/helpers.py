@@ -1,0 +1,48 @@
+"""Shared builders for tests: environments, random values of any DSL type, reference programs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from metacurio import program_io
+from metacurio.specs import EnvSpec
+from operations import types as T
+from operations.base import ListValue
+
+ROOT = Path(__file__).resolve().parents[1]
+PROGRAMS = ROOT / "results" / "programs"
+
+IMAGE_ENV = EnvSpec(obs_shape=(15, 15, 3), action_dim=7, discrete=True, batch_size=5)
+VECTOR_ENV = EnvSpec(obs_shape=(8,), action_dim=4, discrete=True, batch_size=5)
+CONTINUOUS_ENV = EnvSpec(obs_shape=(8,), action_dim=2, discrete=False, batch_size=5)
+LIST_LENGTH = 5
+
+
+def reference_programs(kind: str | None = None):
+    programs = {p.stem: program_io.load(p) for p in sorted(PROGRAMS.glob("*.json"))}
+    return {name: p for name, p in programs.items() if kind is None or p.kind == kind}
+
+
+def random_value(key: jax.Array, t: T.ValueType, env: EnvSpec):
+    """A batch of values of type ``t`` (lists get a mask with some invalid leading items)."""
+    b = env.batch_size
+    if t.is_list:
+        keys = jax.random.split(key, LIST_LENGTH)
+        items = jnp.stack([random_value(k, t.elem, env) for k in keys], axis=1)
+        return ListValue(items=items, mask=jnp.arange(LIST_LENGTH) >= 1)
+    if t.kind == T.REAL:
+        return jax.random.normal(key, (b,))
+    if t.kind == T.NONNEG:
+        return jnp.abs(jax.random.normal(key, (b,)))
+    if t.kind == T.FEATURE:
+        return jax.random.normal(key, (b, 32))
+    if t.kind == T.ACTION:
+        if env.discrete:
+            return jax.nn.one_hot(jax.random.randint(key, (b,), 0, env.action_dim), env.action_dim)
+        return jax.random.normal(key, (b, env.action_dim))
+    if t.kind == T.OBS:
+        return jax.random.randint(key, (b,) + env.obs_shape, 0, 11).astype(jnp.float32)
+    raise ValueError(t)
