@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-FEATURE_WIDTH = 32
+from operations.types import FEATURE_WIDTH
+
 ENSEMBLE_SIZE = 5
 MLP_HIDDEN = (32, 32)
 VECTOR_ENCODER_HIDDEN = (16, 32, 64)

@@ -110,26 +110,13 @@ def _stats(_key, _env, _elem):
     return None, RunningStats(count=zero, mean=zero, m2=zero)
 
 
-def element_shape(elem: T.ValueType, env: EnvSpec) -> tuple[int, ...]:
-    """Per-row shape of a value of type ``elem``."""
-    if elem.is_scalar:
-        return ()
-    if elem.kind == T.FEATURE:
-        return (networks.FEATURE_WIDTH,)
-    if elem.kind == T.ACTION:
-        return (env.action_dim,)
-    if elem.kind == T.OBS:
-        return tuple(env.obs_shape)
-    raise ValueError(f"no runtime shape for {elem}")
-
-
 def _buffer(_key, env, elem):
-    shape = (BUFFER_CAPACITY, env.batch_size) + element_shape(elem, env)
+    shape = (BUFFER_CAPACITY, env.batch_size) + elem.row_shape(env.obs_shape, env.action_dim)
     return None, Fifo(jnp.zeros(shape, jnp.float32), jnp.zeros((), jnp.int32))
 
 
 def _knn(_key, _env, _elem):
-    shape = (KNN_CAPACITY, networks.FEATURE_WIDTH)
+    shape = (KNN_CAPACITY, T.FEATURE_WIDTH)
     return None, Ring(jnp.zeros(shape, jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 

@@ -19,6 +19,9 @@ FEATURE = "feature"
 LIST = "list"
 VOID = "void"
 
+FEATURE_WIDTH = 32
+"""Width of 𝔽, the feature vectors networks produce."""
+
 _SHORT = {REAL: "ℝ", NONNEG: "ℝ≥0", OBS: "𝕊", ACTION: "𝔸", FEATURE: "𝔽", VOID: "Void"}
 _ASCII = {REAL: "R", NONNEG: "R+", OBS: "S", ACTION: "A", FEATURE: "F", VOID: "Void"}
 
@@ -40,6 +43,18 @@ class ValueType:
     @property
     def ascii(self) -> str:
         return f"[{self.elem.ascii}]" if self.kind == LIST else _ASCII[self.kind]
+
+    def row_shape(self, obs_shape: tuple[int, ...], action_dim: int, length: int = 0) -> tuple[int, ...]:
+        """Shape of one batch row of this type; ``length`` is a list's item count."""
+        if self.is_list:
+            return (length,) + self.elem.row_shape(obs_shape, action_dim)
+        return {
+            REAL: (),
+            NONNEG: (),
+            FEATURE: (FEATURE_WIDTH,),
+            ACTION: (action_dim,),
+            OBS: tuple(obs_shape),
+        }[self.kind]
 
     @property
     def is_list(self) -> bool:
