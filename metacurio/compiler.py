@@ -91,7 +91,7 @@ def compile_program(program: Program) -> CompiledProgram:
 
     def step(state: ProgramState, batch) -> tuple[jax.Array, ProgramState, dict]:
         env = state.env
-        values = _inputs(program, batch, env)
+        values = program_inputs(program.kind, batch, env)
         slots = _with_agent_policy(state.slots, analysis.state_types, batch)
         if has_losses and state.params:
             (loss, (reward, slots)), grads = jax.value_and_grad(run, has_aux=True)(state.params, slots, values, env)
@@ -125,8 +125,9 @@ def _value(values: dict, ref, env: EnvSpec):
     return values[ref]
 
 
-def _inputs(program: Program, batch, env: EnvSpec) -> dict[str, jax.Array]:
-    if program.kind == COMBINER:
+def program_inputs(kind: str, batch, env: EnvSpec) -> dict[str, jax.Array]:
+    """The program's input values by name, as float32 batches."""
+    if kind == COMBINER:
         if not isinstance(batch, CombinerBatch):
             raise TypeError("a combiner program is called on a CombinerBatch")
         shape = (env.batch_size,)
