@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from envs.gridworld import coverage_count, empty_coverage, update_coverage
 from metacurio.networks import apply_actor_critic, init_actor_critic
 from metacurio.specs import CombinerBatch, CuriosityBatch, EnvSpec, one_hot_actions
 
@@ -222,6 +223,7 @@ def compute_gae(rewards, values, next_values, terminals, dones, gamma: float, ga
 
 
 def sample_action(key, policy_out, discrete: bool):
+    """``policy_out`` is the actor's output: logits, or (mean, log_std) for a Gaussian."""
     if discrete:
         return jax.random.categorical(key, policy_out)
     mean, log_std = policy_out
@@ -337,11 +339,14 @@ class TrainState:
 
 
 class Trainer(NamedTuple):
-    """The pure functions ``make_train`` builds."""
+    """The pure, unjitted functions ``make_train`` builds."""
 
     init: Callable[[jax.Array], TrainState]
+    """A fresh lifetime from a trial key."""
     run_updates: Callable[[TrainState, int], tuple[TrainState, dict]]
+    """``num_updates`` (static) PPO updates; metrics stacked on a leading update axis."""
     train: Callable[[jax.Array], tuple[TrainState, dict]]
+    """``init`` then the whole lifetime, ``PPOConfig.num_updates`` updates."""
 
 
 def _reports_agent_pose(env_reset, env_step, env_config, env_spec: EnvSpec) -> bool:
@@ -382,13 +387,8 @@ def make_train(
     num_envs, discrete = config.num_envs, env_spec.discrete
     steps_per_update = config.num_epochs * config.num_minibatches
 
-    if _reports_agent_pose(env_reset, env_step, env_config, env_spec):
-        # Only the gridworld reports its agent's pose; import it only when it is in use.
-        from envs.gridworld import coverage_count, empty_coverage, update_coverage
-
-        tracks_coverage = True
-    else:
-        tracks_coverage = False
+    # Coverage is the gridworld's exploration score; other environments have no agent pose.
+    tracks_coverage = _reports_agent_pose(env_reset, env_step, env_config, env_spec)
 
     def learning_rate(update_index):
         # Clamped so that running past the planned lifetime never turns into gradient ascent.
