@@ -187,7 +187,9 @@ def test_curiosity_sees_true_final_observation(small):
         for n in range(SMALL.num_envs):
             obs, next_obs = record["obs"][t, n], record["next_obs"][t, n]
             pos, direction = agent_pose(obs)
-            state = reset_state.replace(pos=jnp.asarray(pos, jnp.int32), dir=jnp.asarray(direction, jnp.int32))
+            state = reset_state.replace(
+                pos=jnp.asarray(pos, jnp.int32), dir=jnp.asarray(direction, jnp.int32)
+            )
             action = int(np.argmax(record["action"][t, n]))
             expected = gw.step_env(jax.random.key(0), state, action, ROOM)[0]
             # Every s' follows from (s, a) by the dynamics, episode ends included.
