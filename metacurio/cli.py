@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -69,6 +70,23 @@ def cmd_ops(args) -> None:
     console.print(states)
 
 
+def cmd_replay(args) -> None:
+    from metacurio import replay
+    from metacurio.agent import GRIDWORLD_PAPER
+
+    config = replay.env_config(args.env)
+    program = resolve_program(args.program)
+    seeds = args.seeds or [4 + 100 * i for i in range(args.trials)]
+    ppo = dataclasses.replace(GRIDWORLD_PAPER, lifetime_steps=args.steps or GRIDWORLD_PAPER.lifetime_steps)
+    result = replay.replay(program, config, seeds, ppo)
+    for seed, score in zip(seeds, result.scores):
+        print(f"seed {seed:>5}: {score:6.0f}")
+    print(f"{program.name or program.id}: {result.mean:.1f} ± {result.stderr:.1f} (mean ± s.e., {len(seeds)} trials)")
+    out = Path(args.out or f"runs/replay-{program.id}")
+    for path in replay.write_outputs(result, program, config, seeds, out):
+        print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metacurio", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--format", choices=("text", "json", "dot", "svg"), default="text")
     show.add_argument("--out", help="write to this file instead of standard output")
     show.set_defaults(func=cmd_show)
+
+    replay = sub.add_parser("replay", help="train agents with a program and show what it did")
+    replay.add_argument("program", help="a program JSON file, or a reference program name")
+    replay.add_argument("--env", default="gridworld", help="gridworld (the paper preset), gridworld-goal, gridworld-four_rooms")
+    replay.add_argument("--trials", type=int, default=5, help="trials with the paper's seeds 4, 104, 204, ...")
+    replay.add_argument("--seeds", type=int, nargs="+", help="explicit trial seeds (overrides --trials)")
+    replay.add_argument("--steps", type=int, help="env steps per environment in a lifetime (default: the paper's 1,000)")
+    replay.add_argument("--out", help="folder for the PNGs and the GIF (default runs/replay-ID)")
+    replay.set_defaults(func=cmd_replay)
 
     ops = sub.add_parser("ops", help="list the operation registry and the state types")
     ops.add_argument("--space", choices=("curiosity", "combiner"), help="only the operations of this space")
@@ -90,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ProgramError, CliError, render.RenderError, OSError) as err:
+    except (ProgramError, CliError, render.RenderError, ValueError, OSError) as err:
         print(f"metacurio: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -48,6 +48,33 @@ def apply_mlp(params: dict, x: jax.Array) -> jax.Array:
     return MLP(mlp_features(params)).apply({"params": params}, x)
 
 
+class PatchConv(nn.Module):
+    """A VALID, stride-1 convolution written as shifted slices and one matrix multiply.
+
+    Same parameters (and initialisation) as ``nn.Conv``. XLA on the CPU computes a
+    convolution's weight gradient inside loops (every training loop here is a ``lax.scan``)
+    with a slow generic kernel; a matrix multiply avoids it (~5× faster end to end).
+    """
+
+    features: int
+    kernel_size: tuple[int, int]
+
+    @nn.compact
+    def __call__(self, x):
+        kh, kw = self.kernel_size
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (kh, kw, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
+        patches = jnp.concatenate([x[..., i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1)
+        return patches @ kernel.reshape(-1, self.features) + bias
+
+
+def max_pool_2x2(x):
+    h, w = x.shape[-3] // 2, x.shape[-2] // 2
+    x = x[..., : 2 * h, : 2 * w, :]
+    return x.reshape(x.shape[:-3] + (h, 2, w, 2, x.shape[-1])).max(axis=(-4, -2))
+
+
 class ImageEncoder(nn.Module):
     """The original's small observation CNN: one 3×3 valid conv to one channel, then an MLP."""
 
@@ -55,7 +82,7 @@ class ImageEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        x = nn.Conv(1, (3, 3), padding="VALID")(obs)
+        x = PatchConv(1, (3, 3), name="Conv_0")(obs)
         x = x.reshape(x.shape[:-3] + (-1,))
         return MLP(self.features)(x)
 
@@ -104,10 +131,10 @@ class ActorCritic(nn.Module):
         orth = nn.initializers.orthogonal
         if obs.ndim == 4:
             x = obs * self.obs_scale
-            x = nn.relu(nn.Conv(16, (2, 2), padding="VALID")(x))
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
-            x = nn.relu(nn.Conv(32, (2, 2), padding="VALID")(x))
-            x = nn.relu(nn.Conv(64, (2, 2), padding="VALID")(x))
+            x = nn.relu(PatchConv(16, (2, 2), name="Conv_0")(x))
+            x = max_pool_2x2(x)
+            x = nn.relu(PatchConv(32, (2, 2), name="Conv_1")(x))
+            x = nn.relu(PatchConv(64, (2, 2), name="Conv_2")(x))
             x = x.reshape(x.shape[0], -1)
             trunk = nn.relu(nn.Dense(64, kernel_init=orth(np.sqrt(2)))(x))
             actor_features, critic_features = trunk, trunk

@@ -114,3 +114,26 @@ def test_readme_quick_start():
     result = subprocess.run(main_job, shell=True, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     assert result.returncode == 0, result.stderr
     assert "FAST" in result.stdout
+
+
+def test_replay_writes_scores_and_pictures(tmp_path):
+    result = run_cli("replay", "fast", "--trials", "2", "--steps", "24", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "seed     4:" in result.stdout and "(mean ± s.e., 2 trials)" in result.stdout
+    for name in ("learning_curve.png", "coverage_heatmap.png", "episode.gif"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["replay", "fast", "--env", "atari"], "unknown environment 'atari'"),
+        (["replay", "combiner_paper"], "replay runs curiosity programs"),
+        (["replay", "missing.json"], "no such program file: missing.json"),
+    ],
+)
+def test_replay_bad_input_one_line_error(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]

@@ -1,0 +1,135 @@
+"""Replay one program on the gridworld: scores, a learning curve, a coverage heatmap, a GIF.
+
+Replay uses the per-program compiled path (the semantic oracle), so what it shows is exactly
+what the program means, whatever the evaluator's layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from envs import gridworld
+from metacurio.agent import GRIDWORLD_PAPER, PPOConfig, make_train, sample_action
+from metacurio.compiler import compile_program
+from metacurio.evaluator import PAPER_SEEDS, gridworld_spec
+from metacurio.networks import apply_actor_critic
+from metacurio.program import Program
+
+GRIDWORLD_ENVS = {"gridworld": gridworld.EMPTY, **{f"gridworld-{name}": cfg for name, cfg in gridworld.PRESETS.items()}}
+
+
+class ReplayError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayResult:
+    scores: np.ndarray
+    """(trials,) final coverage."""
+    curves: np.ndarray
+    """(trials, updates) coverage after every PPO update."""
+    steps: np.ndarray
+    """(updates,) env steps per environment after every update."""
+    coverage: np.ndarray
+    """(trials, size, size, 4) visited (x, y, direction) states."""
+    final_params: object
+    """Actor-critic parameters of each trial at the end of its lifetime."""
+
+    @property
+    def mean(self) -> float:
+        return float(self.scores.mean())
+
+    @property
+    def stderr(self) -> float:
+        n = len(self.scores)
+        return float(self.scores.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+
+
+def env_config(name: str) -> gridworld.GridConfig:
+    if name not in GRIDWORLD_ENVS:
+        raise ReplayError(f"unknown environment {name!r}; known: {', '.join(GRIDWORLD_ENVS)}")
+    return GRIDWORLD_ENVS[name]
+
+
+def replay(program: Program, config: gridworld.GridConfig, seeds: Sequence[int] = PAPER_SEEDS, ppo: PPOConfig = GRIDWORLD_PAPER) -> ReplayResult:
+    if program.kind != "curiosity":
+        raise ReplayError(f"replay runs curiosity programs; {program.name or program.id} is a {program.kind} program")
+    spec = gridworld_spec(config, ppo)
+    trainer = make_train(gridworld.reset, gridworld.step, config, spec, ppo, compile_program(program))
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    state, metrics = jax.jit(jax.vmap(trainer.train))(keys)
+    curves = np.asarray(metrics["coverage"])
+    steps = np.arange(1, curves.shape[1] + 1) * ppo.rollout_steps
+    return ReplayResult(
+        scores=curves[:, -1].astype(float),
+        curves=curves,
+        steps=steps,
+        coverage=np.asarray(state.coverage),
+        final_params=state.params,
+    )
+
+
+def episode_frames(params, config: gridworld.GridConfig, seed: int, max_steps: int | None = None) -> list[np.ndarray]:
+    """One episode of the trained (stochastic) policy, rendered frame by frame."""
+    key = jax.random.PRNGKey(seed)
+    obs, state = gridworld.reset(key, config)
+    frames = [np.asarray(gridworld.render_rgb(state, config))]
+    policy = jax.jit(lambda p, o: apply_actor_critic(p, o[None])[0])
+    for _ in range(max_steps or config.max_steps):
+        key, action_key, step_key = jax.random.split(key, 3)
+        action = sample_action(action_key, policy(params, obs), True)[0]
+        obs, state, _, terminated, truncated, _ = gridworld.step_env(step_key, state, action, config)
+        frames.append(np.asarray(gridworld.render_rgb(state, config)))
+        if bool(terminated | truncated):
+            break
+    return frames
+
+
+def write_outputs(result: ReplayResult, program: Program, config: gridworld.GridConfig, seeds, out: Path) -> list[Path]:
+    import imageio.v2 as imageio
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    title = program.name or program.id
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for seed, curve in zip(seeds, result.curves):
+        ax.plot(result.steps, curve, alpha=0.4, label=f"seed {seed}")
+    ax.plot(result.steps, result.curves.mean(axis=0), color="black", linewidth=2, label="mean")
+    ax.set_xlabel("env steps per environment")
+    ax.set_ylabel("distinct (x, y, dir) states visited")
+    ax.set_title(f"{title}: {result.mean:.1f} ± {result.stderr:.1f}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out / "learning_curve.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    visits = result.coverage.mean(axis=0).sum(axis=-1).T
+    image = ax.imshow(visits, cmap="viridis", vmin=0, vmax=4)
+    fig.colorbar(image, ax=ax, label="directions visited (mean over trials)")
+    ax.set_title(f"{title}: coverage")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    fig.tight_layout()
+    paths.append(out / "coverage_heatmap.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    params = jax.tree.map(lambda x: x[0], result.final_params)
+    frames = episode_frames(params, config, seed=int(seeds[0]))
+    paths.append(out / "episode.gif")
+    imageio.mimsave(paths[-1], frames, duration=0.08)
+    return paths
