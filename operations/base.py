@@ -104,7 +104,7 @@ class OpDef:
     def signature(self) -> str:
         ins = " × ".join(str(s.pattern) for s in self.inputs) or "()"
         state = f" [{self.state}]" if self.state else ""
-        out = self.output if isinstance(self.output, ValueType) else "rule"
+        out = self.output if isinstance(self.output, ValueType) else (self.output.__doc__ or "see doc").strip()
         return f"{ins}{state} → {out}"
 
     def output_type(self, input_types: tuple[ValueType, ...]) -> ValueType:

@@ -61,18 +61,22 @@ def _list_elem_matches_vector(result):
             raise TypeRuleError(f"list items {types[0].elem} and vector {types[1]} differ")
         return result if result is not None else types[0]
 
+    rule.__doc__ = str(result) if result is not None else "type of the list (items match the vector)"
     return rule
 
 
 def _elem(types):
+    """item type"""
     return types[0].elem
 
 
 def _norms(types):
+    """[ℝ≥0]"""
     return T.ListOf(T.NonNeg)
 
 
 def _scalar_elem(types):
+    """ℝ (ℝ≥0 for [ℝ≥0])"""
     return T.join_scalar([types[0].elem])
 
 

@@ -84,11 +84,13 @@ def _running_norm(center: bool):
 
 
 def _buffer_output(types):
+    """[type of x]"""
     elem = types[0]
     return T.ListOf(elem)
 
 
 def _same_scalar(types):
+    """type of x"""
     return types[0]
 
 

@@ -22,14 +22,17 @@ COMBINER = frozenset({"combiner"})
 
 
 def _join(types):
+    """ℝ (ℝ≥0 if all inputs are)"""
     return T.join_scalar(types)
 
 
 def _any_nonneg(types):
+    """ℝ (ℝ≥0 if any input is)"""
     return T.NonNeg if any(t.kind == T.NONNEG for t in types) else T.Real
 
 
 def _first(types):
+    """type of x"""
     return types[0]
 
 

@@ -34,10 +34,12 @@ def _same_vector_type(result):
             raise TypeRuleError(f"inputs must have the same vector type, got {types[0]} and {types[1]}")
         return result if result is not None else types[0]
 
+    rule.__doc__ = str(result) if result is not None else "type of the inputs (both the same)"
     return rule
 
 
 def _first_type(types):
+    """type of x"""
     return types[0]
 
 
