@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from envs import gridworld  # noqa: E402
 from metacurio import program_io  # noqa: E402
 from metacurio.agent import GRIDWORLD_PAPER, ZeroCuriosity, make_train  # noqa: E402
-from metacurio.evaluator import PAPER_SEEDS, Evaluator, gridworld_spec  # noqa: E402
+from metacurio.evaluator import Evaluator, gridworld_spec  # noqa: E402
 from metacurio.interpreter import Layout  # noqa: E402
 from metacurio.jax_setup import enable_compilation_cache  # noqa: E402
 

@@ -350,7 +350,7 @@ class Interpreter:
             bank for bank, _ in layout.banks if not (STATE_TYPES[_bank_type(bank)].trainable or STATE_TYPES[_bank_type(bank)].read_only)
         )
 
-    def init(self, key: jax.Array, env: EnvSpec, encoding: Encoding | None = None) -> InterpreterState:
+    def init(self, key: jax.Array, env: EnvSpec) -> InterpreterState:
         params, slots = {}, {}
         for bank, count in self.layout.banks:
             type_name = _bank_type(bank)
@@ -461,7 +461,7 @@ class InterpretedProgram:
     encoding: Encoding
 
     def init(self, key: jax.Array, env: EnvSpec) -> InterpreterState:
-        return self.interpreter.init(key, env, self.encoding)
+        return self.interpreter.init(key, env)
 
     def step(self, state: InterpreterState, batch):
         return self.interpreter.step(state, batch, self.encoding)

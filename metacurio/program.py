@@ -16,7 +16,7 @@ import itertools
 import json
 import math
 import re
-from typing import Iterable, Union
+from typing import Union
 
 from operations import types as T
 from operations.base import OpDef, TypeRuleError, derive_facts
@@ -422,6 +422,3 @@ class ProgramBuilder:
             )
         )
 
-
-def input_names(kind: str) -> Iterable[str]:
-    return INPUTS[kind].keys()

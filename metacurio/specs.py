@@ -30,10 +30,6 @@ class EnvSpec:
         return len(self.obs_shape) == 3
 
 
-GRIDWORLD_SPEC = EnvSpec(obs_shape=(15, 15, 3), action_dim=7, discrete=True, batch_size=5)
-"""The paper's meta-training gridworld: 15×15×3 symbolic grid, 7 actions, 5 parallel envs."""
-
-
 @struct.dataclass
 class CuriosityBatch:
     """One call's transitions (s, a, s'), batch axis first.

@@ -157,12 +157,6 @@ def derive_facts(op: OpDef, inputs: tuple[GradFacts, ...], output: ValueType) ->
     )
 
 
-def batch_size(value) -> int:
-    if isinstance(value, ListValue):
-        return value.items.shape[0]
-    return value.shape[0]
-
-
 def no_state(fn: Callable) -> Callable:
     """Lift a pure function of the inputs to an op implementation without state or losses."""
 

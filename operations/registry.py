@@ -1,8 +1,4 @@
-"""The operation registry: every operation of the DSL, by name, in a stable order.
-
-The order (family, then declaration order) is part of the interface: interpreters encode an op
-by its index here, so new operations are appended to their family's list, never inserted.
-"""
+"""The operation registry: every operation of the DSL, by name, in a stable order."""
 
 from __future__ import annotations
 
@@ -33,7 +29,6 @@ def _build() -> dict[str, OpDef]:
 
 
 REGISTRY: dict[str, OpDef] = _build()
-OP_INDEX: dict[str, int] = {name: i for i, name in enumerate(REGISTRY)}
 
 
 def get_op(name: str) -> OpDef:

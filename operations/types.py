@@ -89,18 +89,6 @@ def is_subtype(t: ValueType, of: ValueType) -> bool:
     return t.is_list and of.is_list and is_subtype(t.elem, of.elem)
 
 
-def parse_type(text: str) -> ValueType:
-    """Inverse of ``str`` and ``ascii`` for value types (used by the JSON format and the CLI)."""
-    text = text.strip()
-    if text.startswith("[") and text.endswith("]"):
-        return ListOf(parse_type(text[1:-1]))
-    for table in (_SHORT, _ASCII):
-        for kind, name in table.items():
-            if name == text:
-                return ValueType(kind)
-    raise ValueError(f"unknown value type {text!r}")
-
-
 def join_scalar(types: Iterable[ValueType]) -> ValueType:
     """ℝ≥0 if every scalar is non-negative, else ℝ."""
     return NonNeg if all(t.kind == NONNEG for t in types) else Real

@@ -62,7 +62,7 @@ def test_interpreter_matches_reference_step_by_step():
 
     @jax.jit
     def interpreted(encoding, key):
-        state = interpreter.init(key, IMAGE_ENV, encoding)
+        state = interpreter.init(key, IMAGE_ENV)
 
         def body(s, batch):
             reward, s, metrics = interpreter.step(s, batch, encoding)

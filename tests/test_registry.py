@@ -134,7 +134,6 @@ def test_op_contract_other_spaces(case, env):
 
 def _gradient_magnitudes(op: OpDef, types, env):
     inputs, state, params = setup(op, types, env)
-    out_type = op.output_type(types)
     weights_key = jax.random.PRNGKey(7)
 
     def projected(inputs, params):
@@ -153,7 +152,6 @@ def _gradient_magnitudes(op: OpDef, types, env):
         for grad in in_grads
     ]
     param_mag = max((float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(param_grads)), default=0.0)
-    del out_type
     return per_input, param_mag
 
 
