@@ -30,9 +30,10 @@ class ProgramState:
     """Everything a program carries between calls."""
 
     params: dict[str, Any]
-    """Trainable parameters of the program's networks, by state-slot name."""
+    """Trainable parameters of the program's networks, by state-slot name (by slot bank, stacked
+    over its slots, in the interpreter)."""
     slots: dict[str, Any]
-    """Non-trainable state by slot name: memories, buffers, statistics, noise keys, a policy."""
+    """Non-trainable state, keyed the same way: memories, buffers, statistics, noise keys, a policy."""
     opt_state: Any
     env: EnvSpec = struct.field(pytree_node=False)
 
@@ -90,21 +91,29 @@ def compile_program(program: Program) -> CompiledProgram:
         return total, (values[program.output], slots)
 
     def step(state: ProgramState, batch) -> tuple[jax.Array, ProgramState, dict]:
-        env = state.env
-        values = program_inputs(program.kind, batch, env)
+        values = program_inputs(program.kind, batch, state.env)
         slots = _with_agent_policy(state.slots, analysis.state_types, batch)
-        if has_losses and state.params:
-            (loss, (reward, slots)), grads = jax.value_and_grad(run, has_aux=True)(state.params, slots, values, env)
-            updates, opt_state = optimizer().update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-        else:
-            loss, (reward, slots) = run(state.params, slots, values, env)
-            params, opt_state = state.params, state.opt_state
-        reward = jax.lax.stop_gradient(reward)
-        metrics = {"loss": loss, "finite": jnp.all(jnp.isfinite(reward)) & jnp.isfinite(loss)}
-        return reward, ProgramState(params=params, slots=slots, opt_state=opt_state, env=env), metrics
+        return learning_step(run, state, slots, values, has_losses)
 
     return CompiledProgram(program=program, init=init, step=step)
+
+
+def learning_step(run, state: ProgramState, slots, inputs, has_losses: bool):
+    """The reward with the current parameters, then one Adam step on the summed losses.
+
+    ``run(params, slots, inputs, env) -> (loss, (reward, new_slots))`` is one forward pass.
+    """
+    env = state.env
+    if has_losses and state.params:
+        (loss, (reward, slots)), grads = jax.value_and_grad(run, has_aux=True)(state.params, slots, inputs, env)
+        updates, opt_state = optimizer().update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+    else:
+        loss, (reward, slots) = run(state.params, slots, inputs, env)
+        params, opt_state = state.params, state.opt_state
+    reward = jax.lax.stop_gradient(reward)
+    metrics = {"loss": loss, "finite": jnp.all(jnp.isfinite(reward)) & jnp.isfinite(loss)}
+    return reward, ProgramState(params=params, slots=slots, opt_state=opt_state, env=env), metrics
 
 
 def _role(state_type) -> str:

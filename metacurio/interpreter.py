@@ -17,15 +17,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from typing import Any, Iterable
+from typing import Iterable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
-from metacurio.compiler import optimizer, program_inputs, slot_key
+from metacurio.compiler import ProgramState, learning_step, optimizer, program_inputs, slot_key
 from metacurio.networks import ENSEMBLE_SIZE
 from metacurio.program import INPUTS, Program, is_constant
 from metacurio.specs import EnvSpec
@@ -308,16 +307,6 @@ def stack_encodings(encodings: list[Encoding]) -> Encoding:
     return jax.tree.map(lambda *xs: np.stack(xs), *encodings)
 
 
-@struct.dataclass
-class InterpreterState:
-    params: dict[str, Any]
-    """Trainable slot banks: state type → parameters stacked over slots."""
-    slots: dict[str, Any]
-    """Mutable slot banks (memories, buffers, statistics, noise keys) and the policy."""
-    opt_state: Any
-    env: EnvSpec = struct.field(pytree_node=False)
-
-
 def _tree_index(tree, i):
     return jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, i, keepdims=False), tree)
 
@@ -350,7 +339,7 @@ class Interpreter:
             bank for bank, _ in layout.banks if not (STATE_TYPES[_bank_type(bank)].trainable or STATE_TYPES[_bank_type(bank)].read_only)
         )
 
-    def init(self, key: jax.Array, env: EnvSpec) -> InterpreterState:
+    def init(self, key: jax.Array, env: EnvSpec) -> ProgramState:
         params, slots = {}, {}
         for bank, count in self.layout.banks:
             type_name = _bank_type(bank)
@@ -360,7 +349,7 @@ class Interpreter:
             parts = [p if state_type.is_network else s for p, s in built]
             stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *parts)
             (params if state_type.trainable else slots)[bank] = stacked
-        return InterpreterState(params=params, slots=slots, opt_state=optimizer().init(params), env=env)
+        return ProgramState(params=params, slots=slots, opt_state=optimizer().init(params), env=env)
 
     def _registers(self, env: EnvSpec, inputs: dict[str, jax.Array], encoding: Encoding):
         banks = {k: _zeros(k, env, self.layout.bank_size(k)) for k in WRITABLE}
@@ -431,26 +420,18 @@ class Interpreter:
         (banks, slots, loss), _ = jax.lax.scan(body, (banks, slots, jnp.zeros(())), jnp.arange(self.layout.max_nodes))
         return loss, (banks[SCALAR][encoding.output], slots)
 
-    def step(self, state: InterpreterState, batch, encoding: Encoding):
-        env = state.env
-        inputs = program_inputs(self.layout.kind, batch, env)
+    def step(self, state: ProgramState, batch, encoding: Encoding):
+        inputs = program_inputs(self.layout.kind, batch, state.env)
         slots = state.slots
         policy_params = getattr(batch, "policy_params", None)
         if policy_params is not None and "AgentPolicy" in slots:
             count = jax.tree.leaves(slots["AgentPolicy"])[0].shape[0]
             slots = {**slots, "AgentPolicy": jax.tree.map(lambda x: jnp.broadcast_to(x, (count,) + x.shape), policy_params)}
-        if state.params:
-            (loss, (reward, slots)), grads = jax.value_and_grad(self._run, has_aux=True)(
-                state.params, slots, inputs, encoding, env
-            )
-            updates, opt_state = optimizer().update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-        else:
-            loss, (reward, slots) = self._run(state.params, slots, inputs, encoding, env)
-            params, opt_state = state.params, state.opt_state
-        reward = jax.lax.stop_gradient(reward)
-        metrics = {"loss": loss, "finite": jnp.all(jnp.isfinite(reward)) & jnp.isfinite(loss)}
-        return reward, InterpreterState(params=params, slots=slots, opt_state=opt_state, env=env), metrics
+
+        def run(params, slots, inputs, env):
+            return self._run(params, slots, inputs, encoding, env)
+
+        return learning_step(run, state, slots, inputs, has_losses=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -460,8 +441,8 @@ class InterpretedProgram:
     interpreter: Interpreter
     encoding: Encoding
 
-    def init(self, key: jax.Array, env: EnvSpec) -> InterpreterState:
+    def init(self, key: jax.Array, env: EnvSpec) -> ProgramState:
         return self.interpreter.init(key, env)
 
-    def step(self, state: InterpreterState, batch):
+    def step(self, state: ProgramState, batch):
         return self.interpreter.step(state, batch, self.encoding)

@@ -53,7 +53,8 @@ def _policy(inputs, state, params, env):
     return jax.lax.stop_gradient(probs), state, ()
 
 
-def _net_op(name, short, doc, inputs, output, state, collapse=ALWAYS):
+def _net_op(name, short, doc, inputs, output, state, apply=_mlp):
+    """A trainable network applied to its inputs: output differentiable in the parameters."""
     return OpDef(
         name=name,
         short=short,
@@ -61,28 +62,16 @@ def _net_op(name, short, doc, inputs, output, state, collapse=ALWAYS):
         family="neural",
         inputs=inputs,
         output=output,
-        apply=_mlp,
+        apply=apply,
         spaces=CURIOSITY,
         state=state,
         grad_from_params=True,
-        collapse=collapse,
+        collapse=ALWAYS,
     )
 
 
 OPS = [
-    OpDef(
-        name="Encode",
-        short="enc",
-        doc="trainable observation encoder 𝕊→𝔽 (CNN for images, MLP for vectors)",
-        family="neural",
-        inputs=(OBS_IN,),
-        output=T.Feature,
-        apply=_encode,
-        spaces=CURIOSITY,
-        state="ObsNet",
-        grad_from_params=True,
-        collapse=ALWAYS,
-    ),
+    _net_op("Encode", "enc", "trainable observation encoder 𝕊→𝔽 (CNN for images, MLP for vectors)", (OBS_IN,), T.Feature, "ObsNet", _encode),
     OpDef(
         name="EncodeDetached",
         short="enc_sg",
@@ -95,18 +84,14 @@ OPS = [
         state="ObsNet",
         collapse=NEVER,
     ),
-    OpDef(
-        name="EnsembleEncode",
-        short="enc5",
-        doc="five independent observation encoders, a list of five features",
-        family="neural",
-        inputs=(OBS_IN,),
-        output=T.ListOf(T.Feature),
-        apply=_ensemble_encode,
-        spaces=CURIOSITY,
-        state="ObsEnsemble",
-        grad_from_params=True,
-        collapse=ALWAYS,
+    _net_op(
+        "EnsembleEncode",
+        "enc5",
+        "five independent observation encoders, a list of five features",
+        (OBS_IN,),
+        T.ListOf(T.Feature),
+        "ObsEnsemble",
+        _ensemble_encode,
     ),
     _net_op("FeatMLP", "mlp", "MLP 𝔽→𝔽", (FEAT_IN,), T.Feature, "FeatNet"),
     _net_op("PairMLP", "mlp2", "MLP on the concatenation 𝔽×𝔽→𝔽", (Slot("a", exactly(T.Feature)), Slot("b", exactly(T.Feature))), T.Feature, "PairNet"),
@@ -120,31 +105,15 @@ OPS = [
     ),
     _net_op("FeatToAction", "mlpa", "MLP 𝔽→𝔸", (FEAT_IN,), T.Action, "FeatToActionNet"),
     _net_op("ActionToFeat", "amlp", "MLP 𝔸→𝔽 (an action embedding)", (Slot("a", exactly(T.Action)),), T.Feature, "ActionToFeatNet"),
-    OpDef(
-        name="FeatEnsemble",
-        short="mlp5",
-        doc="five independent MLPs 𝔽→𝔽, a list of five features",
-        family="neural",
-        inputs=(FEAT_IN,),
-        output=T.ListOf(T.Feature),
-        apply=_ensemble_mlp,
-        spaces=CURIOSITY,
-        state="FeatEnsemble",
-        grad_from_params=True,
-        collapse=ALWAYS,
-    ),
-    OpDef(
-        name="FeatActionEnsemble",
-        short="fwd5",
-        doc="five independent forward models 𝔽×𝔸→𝔽, a list of five features",
-        family="neural",
-        inputs=(FEAT_IN, Slot("a", exactly(T.Action))),
-        output=T.ListOf(T.Feature),
-        apply=_ensemble_mlp,
-        spaces=CURIOSITY,
-        state="FeatActionEnsemble",
-        grad_from_params=True,
-        collapse=ALWAYS,
+    _net_op("FeatEnsemble", "mlp5", "five independent MLPs 𝔽→𝔽, a list of five features", (FEAT_IN,), T.ListOf(T.Feature), "FeatEnsemble", _ensemble_mlp),
+    _net_op(
+        "FeatActionEnsemble",
+        "fwd5",
+        "five independent forward models 𝔽×𝔸→𝔽, a list of five features",
+        (FEAT_IN, Slot("a", exactly(T.Action))),
+        T.ListOf(T.Feature),
+        "FeatActionEnsemble",
+        _ensemble_mlp,
     ),
     OpDef(
         name="Predict",
