@@ -1,0 +1,195 @@
+"""Settings of one program search, with named presets (SPEC §3, reference §8.4).
+
+A ``SearchConfig`` is stored as JSON in its run's store, so a resumed run continues with
+exactly the settings it started with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from envs import gridworld
+from metacurio.agent import GRIDWORLD_PAPER, PPOConfig
+from metacurio.evaluator import PAPER_SEEDS
+
+SPACES = ("curiosity",)
+"""Spaces the evaluator can search; reward combiners need a fixed curiosity program first."""
+
+
+class ConfigError(ValueError):
+    """A search configuration is malformed; the message names the field in one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Everything that decides what a search evaluates and how."""
+
+    space: str = "curiosity"
+    """Program space to enumerate."""
+    max_ops: int = 7
+    """Largest program size (operations) enumerated."""
+    dedup: bool = True
+    """Remove behavioural duplicates (SPEC §3.2) before evaluating."""
+    dedup_steps: int = 8
+    """Environment steps each candidate runs for its duplicate signature."""
+    env: str = "empty"
+    """Gridworld preset the search evaluates on (``envs.gridworld.PRESETS``)."""
+    seeds: tuple[int, ...] = PAPER_SEEDS
+    """Trial seeds of the search stage, one agent lifetime each."""
+    lifetime_steps: int = 1000
+    """Env steps per environment in one lifetime."""
+    num_envs: int = 5
+    """Parallel environments per trial."""
+    checkpoint_every: int = 108
+    """Env steps per environment between early-stopping checks."""
+    early_stopping: bool = True
+    """Stop programs whose partial curve falls below the cutoffs (SPEC §3.4)."""
+    top_k: int = 250
+    """Completed programs the cutoffs are computed from."""
+    num_stdevs: float = 2.0
+    """Standard deviations below the top programs' mean where the cutoff lies."""
+    batch_size: int = 56
+    """Programs selected per batch; the predictor refits between batches."""
+    epsilon: float = 0.1
+    """Share of each batch picked at random rather than by predicted score."""
+    selection_seed: int = 0
+    """Seed of the random picks, the duplicate signatures and the recheck sample."""
+    limit: int | None = None
+    """Most programs the search stage evaluates; None evaluates every unique program."""
+    recheck_sample: int = 100
+    """Stopped programs re-evaluated in full to check what early stopping lost."""
+    fresh_top_k: int = 20
+    """Best completed programs re-evaluated on fresh seeds."""
+    fresh_seeds: tuple[int, ...] = (1004, 1104, 1204, 1304, 1404)
+    """Seeds of the fresh re-evaluation; disjoint from ``seeds``."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "seeds", _seeds(self.seeds, "seeds"))
+        object.__setattr__(self, "fresh_seeds", _seeds(self.fresh_seeds, "fresh_seeds"))
+        for name in ("dedup", "early_stopping"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"config field {name} must be true or false, got {getattr(self, name)!r}")
+        if self.space not in SPACES:
+            raise ConfigError(f"config field space must be one of {', '.join(SPACES)}, got {self.space!r}")
+        if self.env not in gridworld.PRESETS:
+            raise ConfigError(f"config field env must be one of {', '.join(gridworld.PRESETS)}, got {self.env!r}")
+        for name in ("max_ops", "dedup_steps", "lifetime_steps", "num_envs", "checkpoint_every", "top_k", "batch_size"):
+            _integer(self, name, minimum=1)
+        for name in ("recheck_sample", "fresh_top_k", "selection_seed"):
+            _integer(self, name, minimum=0)
+        if self.limit is not None:
+            _integer(self, "limit", minimum=1)
+        for name in ("num_stdevs", "epsilon"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"config field {name} must be a finite number, got {value!r}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ConfigError(f"config field epsilon must be in [0, 1], got {self.epsilon}")
+        if set(self.seeds) & set(self.fresh_seeds):
+            raise ConfigError("config fields seeds and fresh_seeds must not share a seed")
+        try:
+            self.ppo()
+        except ValueError as err:
+            raise ConfigError(f"config gives an impossible agent: {err}") from None
+
+    def ppo(self) -> PPOConfig:
+        """The paper's PPO agent with this config's lifetime and number of environments."""
+        return dataclasses.replace(GRIDWORLD_PAPER, lifetime_steps=self.lifetime_steps, num_envs=self.num_envs)
+
+    def grid(self) -> gridworld.GridConfig:
+        return gridworld.PRESETS[self.env]
+
+    @property
+    def env_name(self) -> str:
+        """The ``env`` column of this search's evaluations."""
+        return f"gridworld-{self.env}"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> "SearchConfig":
+        try:
+            data = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"config is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError("config must be a JSON object")
+        return from_dict(data)
+
+
+def from_dict(data: dict[str, Any]) -> SearchConfig:
+    """A config from its fields; every field must be named, and nothing else."""
+    names = {f.name for f in dataclasses.fields(SearchConfig)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config field {unknown[0]!r}")
+    missing = sorted(names - set(data))
+    if missing:
+        raise ConfigError(f"config lacks field {missing[0]!r}")
+    return SearchConfig(**data)
+
+
+def _seeds(value, name: str) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"config field {name} must be a list of integers, got {value!r}")
+    seeds = tuple(value)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ConfigError(f"config field {name} must be a non-empty list of non-negative integers, got {list(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"config field {name} repeats a seed: {list(seeds)}")
+    return seeds
+
+
+def _integer(config: SearchConfig, name: str, minimum: int) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"config field {name} must be an integer ≥ {minimum}, got {value!r}")
+
+
+PAPER = SearchConfig()
+"""The ICLR gridworld search (2-96): ≤ 7 ops, 5 trials of 5 envs × 1,000 steps, checks every
+108 steps against the top 250, batches of 56 with 10 % random picks."""
+
+SMALL = dataclasses.replace(
+    PAPER,
+    max_ops=5,
+    seeds=PAPER_SEEDS[:3],
+    lifetime_steps=500,
+    checkpoint_every=96,
+    top_k=50,
+    batch_size=16,
+    limit=200,
+    recheck_sample=20,
+    fresh_top_k=10,
+    fresh_seeds=(1004, 1104, 1204),
+)
+"""An hour or so on a workstation: the ≤ 5-op space sampled by the predictor, 3 shorter trials."""
+
+TINY = dataclasses.replace(
+    PAPER,
+    max_ops=4,
+    seeds=PAPER_SEEDS[:2],
+    lifetime_steps=240,
+    num_envs=2,
+    checkpoint_every=48,
+    top_k=4,
+    batch_size=4,
+    limit=8,
+    recheck_sample=2,
+    fresh_top_k=2,
+    fresh_seeds=(1004, 1104),
+)
+"""A smoke test, about a minute on 2 cores with a warm compile cache: 8 programs of ≤ 4 ops,
+2 trials of 2 envs × 240 steps, checks every 48 steps."""
+
+PRESETS = {"tiny": TINY, "small": SMALL, "paper": PAPER}
+
+
+def preset(name: str) -> SearchConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]
