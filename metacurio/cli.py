@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     ops = sub.add_parser("ops", help="list the operation registry and the state types")
     ops.add_argument("--space", choices=("curiosity", "combiner"), help="only the operations of this space")
     ops.set_defaults(func=cmd_ops)
+
+    from metacurio import report
+
+    report.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,200 @@
+"""The run report and export on a small synthetic run whose every number is known."""
+
+import csv
+import json
+import sqlite3
+
+import pytest
+
+from metacurio import cli, report
+from search import store as st
+from search.config import TINY
+from search.store import EvaluationRow, ProgramRow, RunStore
+from helpers import reference_programs
+
+SEEDS = (4, 104)
+STEPS = (48, 96, 144)
+FULL_ROW = 144 * 2  # env steps of one full trial: 144 steps × 2 environments
+ENV = TINY.env_name
+
+# name -> (search decision, per-seed final scores); curves rise linearly to the final score.
+SEARCH = {
+    "icm": (st.COMPLETED, (78.0, 82.0)),
+    "rnd": (st.COMPLETED, (60.0, 70.0)),
+    "fast": (st.COMPLETED, (50.0, 50.0)),
+    "disagreement": (st.STOPPED, (10.0, 12.0)),
+    "inverse_model": (st.STOPPED, (5.0, 7.0)),
+    "knn_novelty": (st.FAILED, None),
+}
+RECHECK = {"disagreement": (88.0, 92.0), "inverse_model": (20.0, 22.0)}
+FRESH = {"icm": (70.0, 70.0), "rnd": (74.0, 76.0)}
+FUNNEL = [
+    ("enumerated", 100, "typed programs of ≤ 4 ops"),
+    ("pruned: no reward", 60, ""),
+    ("pruned: unused state", 25, ""),
+    ("candidates", 15, ""),
+    ("duplicates", 8, "behavioural classes merged"),
+    ("unique", 7, ""),
+]
+
+
+def _rows(program_id, stage, scores, stopped=False):
+    reached = STEPS[:1] if stopped else STEPS
+    return [
+        EvaluationRow(
+            program_id, stage, ENV, seed, score, tuple(score * (i + 1) / len(reached) for i in range(len(reached))),
+            reached, stopped, None, reached[-1] * 2, 1.0, "w0", 0.0,
+        )  # fmt: skip
+        for seed, score in zip(SEEDS, scores)
+    ]
+
+
+@pytest.fixture(scope="module")
+def programs():
+    return reference_programs("curiosity")
+
+
+@pytest.fixture()
+def run_dir(tmp_path, programs):
+    run = tmp_path / "demo"
+    store = RunStore.create(run, TINY, "metacurio search --preset tiny")
+    ids = {name: p.id for name, p in programs.items()}
+    rows = []
+    for position, name in enumerate(sorted(programs)):
+        program = programs[name]
+        status, class_of = ("duplicate", ids["icm"]) if name == "ccim" else ("unique", None)
+        ops = " ".join(n.op for n in program.nodes)
+        rows.append(ProgramRow(program.id, position, program.size, ops, _json(program), status, class_of, None))
+    store.write_candidates(FUNNEL, rows, {})
+    store.record_selection(0, [(ids[n], float("nan"), True) for n in SEARCH], [])
+    for name, (decision, scores) in SEARCH.items():
+        if decision == st.FAILED:
+            failed = [EvaluationRow(ids[name], st.SEARCH, ENV, s, None, (), (), False, "boom", 0, 0.0, "w0", 0.0) for s in SEEDS]
+            store.record_outcome(ids[name], st.SEARCH, failed, st.FAILED, "boom")
+            continue
+        stopped = decision == st.STOPPED
+        detail = json.dumps({"checkpoint": 0, "step": 48, "mean": sum(scores) / 2, "cutoff": 30.0}) if stopped else "{}"
+        store.record_outcome(ids[name], st.SEARCH, _rows(ids[name], st.SEARCH, scores, stopped), decision, detail)
+    for stage, results in ((st.RECHECK, RECHECK), (st.FRESH, FRESH)):
+        for name, scores in results.items():
+            store.record_outcome(ids[name], stage, _rows(ids[name], stage, scores), st.COMPLETED, "{}")
+    store.close()
+    return run
+
+
+def _json(program):
+    from metacurio import program_io
+
+    return program_io.to_json(program)
+
+
+def test_funnel_counts(run_dir):
+    data = report.load(run_dir)
+    steps = {step: count for step, count, _ in report.funnel(data, top_k=2)}
+    data.store.close()
+    assert [s for s, _, _ in report.funnel(report.load(run_dir), 2)][:6] == [s for s, _, _ in FUNNEL]
+    assert steps["evaluated"] == 6
+    assert steps["failed in evaluation"] == 1
+    assert steps["stopped early"] == 2
+    assert steps["completed"] == 3
+    assert steps["top"] == 2
+
+
+def test_ranking_is_completed_programs_best_first(run_dir, programs):
+    data = report.load(run_dir)
+    assert [r.program_id for r in data.ranking] == [programs[n].id for n in ("icm", "rnd", "fast")]
+    assert data.ranking[0].mean == pytest.approx(80.0) and data.ranking[0].stderr == pytest.approx(2.0)
+    data.store.close()
+
+
+def test_report_writes_markdown_and_figures(run_dir, programs):
+    written = report.write_report(run_dir, report.ReportConfig(top_k=2, recall_min_programs=3), [("FAST", programs["fast"].id)])
+    names = {p.name for p in written}
+    assert names == {"report.md", "funnel.png", "scores.png", "sorted_scores.png", "curves.png"}
+    assert all(p.stat().st_size > 0 and p.parent == run_dir for p in written)
+    assert not list(run_dir.glob("*.tmp"))
+    text = (run_dir / "report.md").read_text()
+    icm, rnd, fast = (programs[n].id for n in ("icm", "rnd", "fast"))
+
+    assert "| enumerated | 100 |" in text and "| pruned: no reward | 60 |" in text
+    assert "| stopped early | 2 |" in text and "| completed | 3 |" in text
+
+    top = text[text.index("## Top programs") : text.index("### Pseudo-code")]
+    assert top.index(icm) < top.index(rnd) and fast not in top
+    assert f"| 1 | `{icm}` | {programs['icm'].size} | 80.0 ± 2.0 | 70.0 ± 0.0 | batch 0, random |" in top
+    assert "# ICM" in text  # the pseudo-code dump of the best program
+
+    fresh = text[text.index("## Top programs on fresh seeds") :]
+    assert fresh.index(f"| 1 | `{rnd}` | 2 |") < fresh.index(f"| 2 | `{icm}` | 1 |")
+
+    assert f"| FAST | `{fast}` | rank 3 of 3 completed (50.0 ± 0.0) |" in text
+
+    # Stopped rows ran 48 of 144 steps: 4 trials × 96 steps × 2 envs saved.
+    run_steps = 6 * FULL_ROW + 4 * 48 * 2
+    assert f"simulated {run_steps:,} env steps instead of {run_steps + 4 * 96 * 2:,}" in text
+    assert "1 of them would have been in the top 1% of completed programs (coverage ≥ 80.0)" in text
+    assert f"| `{programs['disagreement'].id}` | 90.0 ± 2.0 | step 48 (mean 11.0 < cutoff 30.0) |" in text
+
+    assert "| 50% |" in text  # the recall table, allowed here with 3 programs
+
+
+def test_recall_needs_enough_completed_programs(run_dir):
+    data = report.load(run_dir)
+    assert "Too few completed programs (3)" in "\n".join(report.section_recall(data, report.DEFAULT))
+    data.store.close()
+
+
+def test_locate_duplicates_stopped_failed_and_outside(run_dir, programs):
+    data = report.load(run_dir)
+    icm = programs["icm"].id
+    assert report.locate(data, programs["ccim"].id) == f"a behavioural duplicate of `{icm}`, which is rank 1 of 3 completed (80.0 ± 2.0)"
+    assert report.locate(data, programs["inverse_model"].id).startswith("stopped early at step 48")
+    assert report.locate(data, programs["knn_novelty"].id) == "failed in evaluation: boom"
+    assert report.locate(data, "0123456789ab") == "outside the searched space (not enumerated)"
+    data.store.close()
+
+
+def test_cli_report_locates_reference_programs(run_dir, programs, capsys):
+    assert cli.main(["report", str(run_dir), "--top", "1", "--locate", "fast", "ccim"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    text = (run_dir / "report.md").read_text()
+    assert "| CCIM |" in text and "behavioural duplicate" in text
+
+
+def test_export_csv_one_row_per_evaluation(run_dir, programs, tmp_path):
+    out = tmp_path / "evals.csv"
+    assert cli.main(["export", str(run_dir), "--format", "csv", "--out", str(out)]) == 0
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == (6 + 2 + 2) * len(SEEDS)  # search, recheck and fresh programs
+    icm = [r for r in rows if r["program_id"] == programs["icm"].id and r["stage"] == st.SEARCH]
+    assert len(icm) == 2 and icm[0]["size"] == str(programs["icm"].size)
+    assert icm[0]["text"].startswith("# ICM") and json.loads(icm[0]["checkpoint_steps"]) == list(STEPS)
+
+
+def test_export_parquet_keeps_curves_as_lists(run_dir, programs):
+    pq = pytest.importorskip("pyarrow.parquet")
+    path, count = report.export(run_dir, "parquet")
+    table = pq.read_table(path)
+    assert path == run_dir / "evaluations.parquet" and table.num_rows == count == 20
+    rows = [r for r in table.to_pylist() if r["program_id"] == programs["rnd"].id and r["stage"] == st.FRESH]
+    assert [r["seed"] for r in rows] == list(SEEDS)
+    assert rows[1]["curve"] == pytest.approx([76 / 3, 152 / 3, 76.0]) and rows[1]["checkpoint_steps"] == list(STEPS)
+
+
+@pytest.mark.parametrize("damage", ["empty dir", "garbage file", "no tables"])
+def test_malformed_run_dir_is_a_one_line_error(tmp_path, capsys, damage):
+    run = tmp_path / "bad"
+    run.mkdir()
+    if damage == "garbage file":
+        (run / "store.sqlite").write_bytes(b"not a database at all" * 100)
+    if damage == "no tables":
+        with sqlite3.connect(run / "store.sqlite") as db:
+            db.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT)")
+            db.execute("INSERT INTO meta VALUES ('config', ?)", (TINY.to_json(),))
+        db.close()
+    for argv in (["report", str(run)], ["export", str(run), "--format", "csv"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("metacurio: error:") and err.count("\n") == 1
+    assert not (run / "report.md").exists()
