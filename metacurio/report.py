@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import datetime
 import functools
 import io
 import json
@@ -174,8 +175,6 @@ def section_header(data: RunData) -> list[str]:
 
 
 def _timestamp(seconds: float) -> str:
-    import datetime
-
     return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -583,7 +582,9 @@ def add_parsers(sub) -> None:
     """Register ``report`` and ``export`` on the ``metacurio`` subcommand parser."""
     report = sub.add_parser("report", help="write RUN/report.md with its figures: funnel, top programs, savings")
     report.add_argument("run", help="run directory (runs/NAME)")
-    report.add_argument("--top", type=int, default=DEFAULT.top_k, help="programs in the top table and plots (default %(default)s)")
+    report.add_argument(
+        "--top", type=int, default=DEFAULT.top_k, help="programs in the top table and plots (default %(default)s)"
+    )
     report.add_argument(
         "--locate",
         nargs="*",

@@ -174,7 +174,10 @@ def select_batch(
     if len(set(ids)) != len(ids):
         raise ValueError("candidate ids are not unique")
     known_scores = np.asarray(known_scores, dtype=np.float64)
-    known_features = _matrix(known_features, "known features") if len(known_scores) else np.zeros((0, candidate_features.shape[1]))
+    if len(known_scores):
+        known_features = _matrix(known_features, "known features")
+    else:
+        known_features = np.zeros((0, candidate_features.shape[1]))
     if known_features.shape[0] != len(known_scores):
         raise ValueError(f"{known_features.shape[0]} known feature rows but {len(known_scores)} known scores")
     size = min(batch_size, len(ids))

@@ -147,7 +147,8 @@ def test_recall_needs_enough_completed_programs(run_dir):
 def test_locate_duplicates_stopped_failed_and_outside(run_dir, programs):
     data = report.load(run_dir)
     icm = programs["icm"].id
-    assert report.locate(data, programs["ccim"].id) == f"a behavioural duplicate of `{icm}`, which is rank 1 of 3 completed (80.0 ± 2.0)"
+    duplicate = report.locate(data, programs["ccim"].id)
+    assert duplicate == f"a behavioural duplicate of `{icm}`, which is rank 1 of 3 completed (80.0 ± 2.0)"
     assert report.locate(data, programs["inverse_model"].id).startswith("stopped early at step 48")
     assert report.locate(data, programs["knn_novelty"].id) == "failed in evaluation: boom"
     assert report.locate(data, "0123456789ab") == "outside the searched space (not enumerated)"
