@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--space", choices=("curiosity", "combiner"), help="only the operations of this space")
     ops.set_defaults(func=cmd_ops)
 
+    from search import driver
+
+    driver.add_parser(sub)
+
     from metacurio import report
 
     report.add_parsers(sub)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from envs import gridworld
@@ -131,6 +132,27 @@ def from_dict(data: dict[str, Any]) -> SearchConfig:
     if missing:
         raise ConfigError(f"config lacks field {missing[0]!r}")
     return SearchConfig(**data)
+
+
+def with_fields(base: SearchConfig, fields: dict[str, Any]) -> SearchConfig:
+    """``base`` with some fields replaced; unknown names and bad values raise ConfigError."""
+    return from_dict({**dataclasses.asdict(base), **fields})
+
+
+def load_file(path: str | Path, base: SearchConfig) -> SearchConfig:
+    """``base`` with the fields of a JSON object file replaced."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"config file {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object of config fields")
+    try:
+        return with_fields(base, data)
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
 
 
 def _seeds(value, name: str) -> tuple[int, ...]:

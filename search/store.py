@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -112,24 +113,31 @@ class RunStore:
         self._db = connection
 
     @classmethod
-    def create(cls, run_dir: str | Path, config: SearchConfig, command: str) -> "RunStore":
-        """A new store in ``run_dir`` (created if needed); refuses a directory that has one."""
+    def create(cls, run_dir: str | Path, config: SearchConfig, command: str, meta: dict[str, str] | None = None) -> "RunStore":
+        """A new store in ``run_dir`` (created if needed); refuses a directory that has one.
+
+        The store is built under another name and renamed into place, so a kill never leaves a
+        half-created store that could neither be resumed nor replaced.
+        """
         run_dir = Path(run_dir)
         path = run_dir / FILE
         if path.exists():
             raise StoreError(f"run directory {run_dir} already holds a run; resume it with --resume or pick another --out")
+        partial = run_dir / f"{FILE}.partial"
+        values = {"config": config.to_json(), "versions": json.dumps(_versions()), "command": command, "created": str(time.time())}
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            db = _connect(path, create=True)
+            for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
+                leftover.unlink(missing_ok=True)
+            db = _connect(partial, create=True)
+            with db:
+                db.executescript(SCHEMA)
+                db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", {**values, **(meta or {})}.items())
+            db.close()
+            os.replace(partial, path)
+            return cls(run_dir, _connect(path, create=False))
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"cannot create a run store in {run_dir}: {err}") from None
-        with db:
-            db.executescript(SCHEMA)
-        store = cls(run_dir, db)
-        store.set_meta(
-            {"config": config.to_json(), "versions": json.dumps(_versions()), "command": command, "created": str(time.time())}
-        )
-        return store
 
     @classmethod
     def open(cls, run_dir: str | Path) -> "RunStore":
@@ -243,12 +251,14 @@ class RunStore:
         """A search batch: (program id, predicted score, random pick) with the batch's cutoffs."""
         now = time.time()
         cutoff_list = [None if math.isnan(c) else float(c) for c in cutoffs]
-        rows = [
-            (pid, SELECT, SELECTED, json.dumps({"batch": batch, "predicted": _finite(predicted), "random": bool(rnd), "cutoffs": cutoff_list}), now)
-            for pid, predicted, rnd in selections
-        ]
+        rows = []
+        for pid, predicted, rnd in selections:
+            detail = {"batch": batch, "predicted": _finite(predicted), "random": bool(rnd), "cutoffs": cutoff_list}
+            rows.append((pid, SELECT, SELECTED, json.dumps(detail), now))
         with self._db:
-            self._db.executemany("INSERT INTO decisions(program_id, stage, decision, detail, created) VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.executemany(
+                "INSERT INTO decisions(program_id, stage, decision, detail, created) VALUES (?, ?, ?, ?, ?)", rows
+            )
 
     def record_outcome(self, program_id: str, stage: str, evaluations: Sequence[EvaluationRow], decision: str, detail: str) -> None:
         """One program's evaluations in one stage and its decision, in one transaction.

@@ -30,7 +30,8 @@ def store(tmp_path):
 
 def test_schema_is_the_shared_data_model(store):
     db = sqlite3.connect(store.run_dir / st.FILE)
-    columns = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in ("meta", "funnel", "programs", "evaluations", "decisions")}
+    tables = ("meta", "funnel", "programs", "evaluations", "decisions")
+    columns = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in tables}
     assert columns == {
         "meta": ["key", "value"],
         "funnel": ["position", "step", "count", "detail"],
@@ -44,6 +45,7 @@ def test_schema_is_the_shared_data_model(store):
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert set(json.loads(store.meta("versions"))) >= {"python", "jax", "ray"}
     assert store.meta("command") == "metacurio search --preset tiny"
+    assert sorted(p.name for p in store.run_dir.iterdir() if "partial" in p.name) == []
 
 
 def test_config_round_trips_through_the_store(store):
@@ -64,7 +66,8 @@ def test_candidates_and_funnel_keep_their_order(store):
 
 def test_outcomes_aggregate_by_hand(store):
     store.record_outcome("p", "search", [evaluation("p", 4, 10.0), evaluation("p", 104, 14.0)], "completed", "")
-    store.record_outcome("q", "search", [evaluation("q", 4, 30.0, stopped=True), evaluation("q", 104, 30.0, stopped=True)], "stopped", "{}")
+    stopped = [evaluation("q", 4, 30.0, stopped=True), evaluation("q", 104, 30.0, stopped=True)]
+    store.record_outcome("q", "search", stopped, "stopped", "{}")
     store.record_outcome("r", "search", [evaluation("r", 4, None, error="E"), evaluation("r", 104, None, error="E")], "failed", "E")
     store.record_outcome("p", "fresh", [evaluation("p", 5, 7.0, stage="fresh")], "completed", "")
     p, q, r = store.program_results("search")
@@ -98,6 +101,11 @@ def test_selection_rows_carry_batch_and_cutoffs(store):
     assert details["p"] == {"batch": 3, "predicted": 12.5, "random": False, "cutoffs": [None, 4.0]}
     assert details["q"]["predicted"] is None and details["q"]["random"] is True
     assert store.decided("search") == {}
+
+
+def test_create_stores_extra_meta(tmp_path):
+    with RunStore.create(tmp_path, TINY, "c", {"source": "programs"}) as s:
+        assert (s.meta("source"), s.meta("config")) == ("programs", TINY.to_json())
 
 
 def test_create_refuses_an_existing_run(store):

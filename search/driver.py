@@ -1,0 +1,515 @@
+"""The search driver and ``metacurio search`` (SPEC §3.5).
+
+1. A fresh run enumerates the space, removes behavioural duplicates and stores every program
+   with the funnel; a resumed run reads them back.
+2. The search stage: batches chosen by the predictor, evaluated with the cutoffs current when
+   the batch was chosen, each program's evaluations and decision written in one transaction.
+3. ``recheck``: a seeded sample of stopped programs evaluated in full, to see what early
+   stopping lost. ``fresh``: the best completed programs on fresh seeds.
+
+Everything the driver decides is a function of the store's content: a batch's selection and its
+cutoffs are stored before it runs, its random picks come from (seed, batch number), and the
+recheck sample and fresh top-k are drawn from stored results. A run killed at any moment and
+resumed therefore re-runs only the programs whose decision was not committed, and ends with
+the ranking an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from search import store as st
+from search.config import PRESETS, SearchConfig, load_file, preset, with_fields
+from search.store import EvaluationRow, ProgramResult, ProgramRow, RunStore, StoreError
+
+SELECT_STREAM, RECHECK_STREAM = 0, 1
+"""Independent random streams derived from the config's selection seed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """What a finished run reports on the command line."""
+
+    run_dir: Path
+    evaluated: dict[str, int]
+    """Decided programs per stage."""
+    best: list[ProgramResult]
+    """The search ranking's top programs."""
+
+
+@dataclasses.dataclass
+class SearchState:
+    """In-memory view of the search stage, rebuilt from the store on resume."""
+
+    results: dict[str, ProgramResult]
+    curves: dict[str, np.ndarray]
+    """(trials, checkpoints) coverage of every completed program."""
+    decisions: dict[str, str]
+
+
+def run_search(
+    config: SearchConfig | None,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    executor: str = "ray",
+    address: str | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    programs: Sequence | None = None,
+    command: str = "",
+) -> Summary:
+    """Run (or resume) a search in ``run_dir``; see the module docstring.
+
+    ``programs`` replaces the enumeration by these programs. On resume, ``config`` and
+    ``programs`` may be None (use the stored ones); if given, they must equal the stored ones.
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        store = RunStore.open(run_dir)
+        _check_same_config(store, config, run_dir)
+        _check_same_programs(store, programs, run_dir)
+    else:
+        if config is None:
+            raise ValueError("a fresh run needs a config")
+        store = RunStore.create(run_dir, config, command, {"source": "enumeration" if programs is None else "programs"})
+    with store:
+        config = store.config()
+        if not store.funnel():
+            _prepare(store, config, programs)
+        pool = _Pool(store, config, executor, address, workers)
+        display = _Display(progress)
+        try:
+            _run_stages(store, config, pool, display)
+        finally:
+            display.close()
+            pool.close()
+        return _summary(store)
+
+
+def _check_same_config(store: RunStore, config: SearchConfig | None, run_dir: Path) -> None:
+    stored = store.config()
+    if config is None or config == stored:
+        return
+    for field in dataclasses.fields(SearchConfig):
+        ours, theirs = getattr(config, field.name), getattr(stored, field.name)
+        if ours != theirs:
+            raise StoreError(f"run {run_dir} was started with {field.name}={theirs!r}, not {ours!r}; resume it without overrides")
+
+
+def _check_same_programs(store: RunStore, programs: Sequence | None, run_dir: Path) -> None:
+    stored = [row.id for row in store.programs()]
+    if programs is None:
+        if not stored and store.meta("source") == "programs":
+            raise StoreError(f"run {run_dir} was stopped before it stored its programs; resume it with the same --programs")
+        return
+    if store.meta("source") != "programs" or (stored and [p.id for p in _distinct(programs)] != stored):
+        raise StoreError(f"run {run_dir} was started with other programs; resume it with the programs it started with")
+
+
+# Step 1: candidates
+
+
+def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -> None:
+    """Enumerate (or take the given programs), deduplicate, store programs, funnel and layout."""
+    if programs is None:
+        from search.enumerate import enumerate_space
+
+        enumeration = enumerate_space(config.space, config.max_ops)
+        candidates = list(enumeration.programs)
+        funnel = list(enumeration.funnel)
+        if not any(step == "candidates" for step, _, _ in funnel):
+            funnel.append(("candidates", len(candidates), f"programs of ≤ {config.max_ops} ops left after static pruning"))
+    else:
+        candidates = _distinct(programs)
+        funnel = [("candidates", len(candidates), "programs given on the command line")]
+    if not candidates:
+        raise ValueError("the search has no candidate programs")
+    if config.dedup:
+        from search.signature import deduplicate
+
+        dedup = deduplicate(candidates, steps=config.dedup_steps, seed=config.selection_seed)
+        unique_ids = {p.id for p in dedup.unique}
+        duplicate_of, failed = dict(dedup.duplicate_of), dict(dedup.failed)
+        funnel += list(dedup.funnel)
+    else:
+        unique_ids = {p.id for p in candidates}
+        duplicate_of, failed = {}, {}
+        funnel.append(("unique", len(candidates), "duplicate removal off"))
+    rows = [_program_row(i, p, unique_ids, duplicate_of, failed) for i, p in enumerate(candidates)]
+    unique = [p for p in candidates if p.id in unique_ids]
+    if not unique:
+        raise ValueError("no program survived duplicate removal")
+    store.write_candidates(funnel, rows, {"layout": json.dumps(_layout_summary(_layout(unique)))})
+
+
+def _distinct(programs: Sequence) -> list:
+    seen: set[str] = set()
+    result = []
+    for program in programs:
+        if program.id not in seen:
+            seen.add(program.id)
+            result.append(program)
+    return result
+
+
+def _program_row(position: int, program, unique_ids: set[str], duplicate_of: dict, failed: dict) -> ProgramRow:
+    from metacurio import program_io
+
+    if program.id in unique_ids:
+        status, class_of, error = "unique", None, None
+    elif program.id in failed:
+        status, class_of, error = "failed", None, failed[program.id]
+    elif program.id in duplicate_of:
+        status, class_of, error = "duplicate", duplicate_of[program.id], None
+    else:
+        raise ValueError(f"duplicate removal gave no verdict for program {program.id}")
+    ops = " ".join(node.op for node in program.nodes)
+    return ProgramRow(program.id, position, program.size, ops, program_io.to_json(program), status, class_of, error)
+
+
+def _layout(programs: Sequence):
+    from metacurio.interpreter import Layout
+
+    return Layout.for_programs(programs)
+
+
+def _layout_summary(layout) -> dict:
+    return {"instructions": len(layout.instructions), "max_nodes": layout.max_nodes, "max_constants": layout.max_constants}
+
+
+# Steps 2 and 3: stages
+
+
+def _run_stages(store: RunStore, config: SearchConfig, pool: "_Pool", display: "_Display") -> None:
+    unique = store.programs("unique")
+    state = _load_state(store)
+    _search_stage(store, config, unique, state, pool, display)
+    recheck = _recheck_sample(config, state)
+    _plain_stage(store, config, st.RECHECK, recheck, config.seeds, unique, pool, display)
+    fresh = _fresh_top(config, state)
+    _plain_stage(store, config, st.FRESH, fresh, config.fresh_seeds, unique, pool, display)
+
+
+def _load_state(store: RunStore) -> SearchState:
+    decisions = store.decided(st.SEARCH)
+    by_program: dict[str, list[EvaluationRow]] = {}
+    for row in store.evaluations(st.SEARCH):
+        by_program.setdefault(row.program_id, []).append(row)
+    results = {r.program_id: r for r in store.program_results(st.SEARCH)}
+    curves = {pid: _curve_array(rows) for pid, rows in by_program.items() if decisions.get(pid) == st.COMPLETED}
+    return SearchState(results, curves, decisions)
+
+
+def _curve_array(rows: Sequence[EvaluationRow]) -> np.ndarray:
+    return np.array([row.curve for row in sorted(rows, key=lambda r: r.seed)], dtype=np.float64)
+
+
+def _search_stage(store, config, unique: list[ProgramRow], state: SearchState, pool, display) -> None:
+    target = min(config.limit or len(unique), len(unique))
+    selections = _selections(store)
+    display.stage("search", target, len(state.decisions), state)
+    pending = [pid for pid in selections if pid not in state.decisions]
+    if pending:
+        cutoffs = selections[pending[0]][1]
+        _evaluate(store, config, st.SEARCH, pending, config.seeds, cutoffs, unique, state, pool, display)
+    features = None
+    while len(selections) < target:
+        from search.predictor import select_batch
+
+        if features is None:
+            features = _features(unique)
+        batch = 1 + max((b for b, _ in selections.values()), default=0)
+        cutoffs = _cutoffs(config, state, unique)
+        candidates = [i for i, p in enumerate(unique) if p.id not in selections]
+        known = [i for i, p in enumerate(unique) if p.id in state.results]
+        rng = np.random.default_rng([config.selection_seed, SELECT_STREAM, batch])
+        chosen = select_batch(
+            [unique[i].id for i in candidates],
+            features[candidates],
+            features[known],
+            np.array([state.results[unique[i].id].mean for i in known]),
+            min(config.batch_size, target - len(selections)),
+            config.epsilon,
+            rng,
+        )
+        store.record_selection(batch, [(s.id, s.predicted, s.random) for s in chosen], cutoffs)
+        for s in chosen:
+            selections[s.id] = (batch, cutoffs)
+        ids = [s.id for s in chosen]
+        _evaluate(store, config, st.SEARCH, ids, config.seeds, cutoffs, unique, state, pool, display)
+
+
+def _selections(store: RunStore) -> dict[str, tuple[int, tuple[float, ...]]]:
+    """program id -> (batch, cutoffs) of every stored selection, in batch order."""
+    result = {}
+    rows = sorted(store.decisions(st.SELECT), key=lambda d: (json.loads(d.detail)["batch"], d.created, d.program_id))
+    for row in rows:
+        detail = json.loads(row.detail)
+        result[row.program_id] = (detail["batch"], tuple(math.nan if c is None else c for c in detail["cutoffs"]))
+    return result
+
+
+def _features(unique: Sequence[ProgramRow]) -> np.ndarray:
+    from search.predictor import default_vocabulary, program_features
+
+    ops = [p.ops.split() for p in unique]
+    # Hand-written programs may use ops the enumerator never emits; give them features too.
+    vocabulary = sorted(set(default_vocabulary()).union(*map(set, ops)))
+    return program_features(ops, vocabulary=vocabulary)
+
+
+def _cutoffs(config: SearchConfig, state: SearchState, unique: Sequence[ProgramRow]) -> tuple[float, ...]:
+    if not config.early_stopping or not state.curves:
+        return ()
+    from search.schedule import compute_cutoffs
+
+    curves = [state.curves[p.id] for p in unique if p.id in state.curves]
+    return tuple(float(c) for c in compute_cutoffs(curves, config.top_k, config.num_stdevs))
+
+
+def _recheck_sample(config: SearchConfig, state: SearchState) -> list[str]:
+    stopped = sorted(pid for pid, d in state.decisions.items() if d == st.STOPPED)
+    size = min(config.recheck_sample, len(stopped))
+    rng = np.random.default_rng([config.selection_seed, RECHECK_STREAM])
+    return sorted(rng.choice(stopped, size=size, replace=False).tolist()) if size else []
+
+
+def _fresh_top(config: SearchConfig, state: SearchState) -> list[str]:
+    completed = [r for pid, r in state.results.items() if state.decisions.get(pid) == st.COMPLETED]
+    return [r.program_id for r in sorted(completed, key=lambda r: (-r.mean, r.program_id))[: config.fresh_top_k]]
+
+
+def _plain_stage(store, config, stage: str, ids: list[str], seeds, unique, pool, display) -> None:
+    """Full evaluations (no cutoffs) of ``ids`` that have no decision in ``stage`` yet."""
+    done = store.decided(stage)
+    display.stage(stage, len(ids), sum(pid in done for pid in ids), None)
+    todo = [pid for pid in ids if pid not in done]
+    if todo:
+        _evaluate(store, config, stage, todo, seeds, None, unique, None, pool, display)
+
+
+def _evaluate(store, config, stage, ids, seeds, cutoffs, unique, state: SearchState | None, pool, display) -> None:
+    from search.executor import Task
+
+    by_id = {p.id: p for p in unique}
+    tasks = [Task(pid, by_id[pid].json, stage, tuple(seeds), cutoffs) for pid in ids]
+    for outcome in pool.get().map(tasks):
+        rows, decision, detail = _outcome_rows(outcome, config, cutoffs)
+        store.record_outcome(outcome.task.program_id, stage, rows, decision, detail)
+        if state is not None:
+            _update_state(state, outcome.task.program_id, rows, decision)
+        display.advance(state)
+
+
+def _outcome_rows(outcome, config: SearchConfig, cutoffs) -> tuple[list[EvaluationRow], str, str]:
+    task, result, now = outcome.task, outcome.result, time.time()
+    if result is None:
+        rows = [
+            EvaluationRow(
+                task.program_id, task.stage, config.env_name, seed, None, (), (), False, outcome.error, 0, 0.0, outcome.worker, now
+            )
+            for seed in task.seeds
+        ]
+        return rows, st.FAILED, outcome.error
+    trials = len(task.seeds)
+    rows = [
+        EvaluationRow(
+            program_id=task.program_id,
+            stage=task.stage,
+            env=config.env_name,
+            seed=seed,
+            score=float(result.scores[i]),
+            curve=tuple(float(c) for c in result.curves[i]),
+            checkpoint_steps=tuple(result.checkpoint_steps),
+            stopped_early=bool(result.stopped_early),
+            error=result.error,
+            env_steps=result.env_steps // trials,
+            seconds=result.seconds / trials,
+            worker=outcome.worker,
+            created=now,
+        )
+        for i, seed in enumerate(task.seeds)
+    ]
+    if result.error is not None:
+        return rows, st.FAILED, result.error
+    if result.stopped_early:
+        index = len(result.checkpoint_steps) - 1
+        detail = {"checkpoint": index, "step": result.checkpoint_steps[index], "mean": result.mean, "cutoff": cutoffs[index]}
+        return rows, st.STOPPED, json.dumps(detail)
+    return rows, st.COMPLETED, json.dumps({"mean": result.mean})
+
+
+def _update_state(state: SearchState, program_id: str, rows: list[EvaluationRow], decision: str) -> None:
+    state.decisions[program_id] = decision
+    state.results[program_id] = st._aggregate(program_id, rows)
+    if decision == st.COMPLETED:
+        state.curves[program_id] = _curve_array(rows)
+
+
+def _summary(store: RunStore) -> Summary:
+    evaluated = {stage: len(store.decided(stage)) for stage in st.STAGES}
+    return Summary(store.run_dir, evaluated, store.ranking(st.SEARCH)[:5])
+
+
+class _Pool:
+    """Starts the executor on first use, so a finished run resumes without starting Ray."""
+
+    def __init__(self, store: RunStore, config: SearchConfig, kind: str, address: str | None, workers: int | None):
+        self._args = (store, config, kind, address, workers)
+        self._executor = None
+
+    def get(self):
+        if self._executor is None:
+            from search.executor import WorkerSpec, make_executor
+
+            store, config, kind, address, workers = self._args
+            from metacurio import program_io
+
+            layout = _layout([program_io.from_json(p.json) for p in store.programs("unique")])
+            spec = WorkerSpec(layout, config.grid(), config.ppo(), config.checkpoint_every)
+            self._executor = make_executor(kind, spec, workers=workers, address=address)
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
+
+class _Display:
+    """Programs done / total, programs per second, ETA, best score and stopped share on stderr."""
+
+    def __init__(self, enabled: bool):
+        self._progress = None
+        self._task = None
+        self._started = time.perf_counter()
+        self._done_here = 0
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=Console(stderr=True),
+            )
+            self._progress.start()
+
+    def stage(self, name: str, total: int, done: int, state: SearchState | None) -> None:
+        self._started, self._done_here = time.perf_counter(), 0
+        if self._progress is not None:
+            self._task = self._progress.add_task(name, total=total, completed=done, info=_info(state, 0.0))
+
+    def advance(self, state: SearchState | None) -> None:
+        self._done_here += 1
+        if self._progress is not None:
+            rate = self._done_here / max(time.perf_counter() - self._started, 1e-9)
+            self._progress.update(self._task, advance=1, info=_info(state, rate))
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _info(state: SearchState | None, rate: float) -> str:
+    text = f"{rate:.2f} programs/s"
+    if state is not None and state.results:
+        scores = [r.mean for pid, r in state.results.items() if state.decisions.get(pid) != st.FAILED]
+        stopped = sum(d == st.STOPPED for d in state.decisions.values()) / len(state.decisions)
+        best = max(scores) if scores else math.nan
+        text += f" · best {best:.1f} · stopped {stopped:.0%}"
+    return text
+
+
+# Command line
+
+
+def add_parser(subparsers) -> None:
+    """Register ``metacurio search``."""
+    parser = subparsers.add_parser("search", help="search a program space with progressive elimination (resumable)")
+    parser.add_argument("--preset", choices=tuple(PRESETS), help="search size (fresh runs default to tiny)")
+    parser.add_argument("--config", metavar="FILE", help="JSON object of config fields that replace the preset's")
+    parser.add_argument("--space", choices=("curiosity",), help="program space (default: the preset's)")
+    parser.add_argument("--max-ops", type=int, help="largest program size to enumerate")
+    parser.add_argument("--trials", type=int, help="trials per program, with the original's seeds 4, 104, 204, ...")
+    parser.add_argument("--limit", type=int, help="most programs to evaluate in the search stage")
+    parser.add_argument(
+        "--programs", nargs="+", metavar="PROGRAM", help="evaluate these program files or reference names instead of enumerating"
+    )
+    parser.add_argument("--name", help="run name (default SPACE-PRESET); the run lives in runs/NAME")
+    parser.add_argument("--out", help="run directory (default runs/NAME)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in the run directory")
+    parser.add_argument("--executor", choices=("ray", "local"), default="ray", help="Ray actors (default) or this process")
+    parser.add_argument("--address", help="join this Ray cluster instead of starting a local one")
+    parser.add_argument("--workers", type=int, help="evaluation workers (default: one per CPU)")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.set_defaults(func=run_cli)
+
+
+def config_from_args(args) -> SearchConfig | None:
+    """The config the arguments ask for; None on --resume without preset or overrides."""
+    overrides = {"space": args.space, "max_ops": args.max_ops, "limit": args.limit}
+    if args.trials is not None:
+        overrides["seeds"] = tuple(4 + 100 * i for i in range(max(args.trials, 0)))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if args.resume and args.preset is None and args.config is None and not given:
+        return None
+    config = preset(args.preset or "tiny")
+    if args.config:
+        config = load_file(args.config, config)
+    return with_fields(config, given)
+
+
+def run_dir_from_args(args) -> Path:
+    if args.out:
+        return Path(args.out)
+    space = args.space or "curiosity"
+    return Path("runs") / (args.name or f"{space}-{args.preset or 'tiny'}")
+
+
+def run_cli(args) -> None:
+    # Before any JAX computation in this process: single-threaded XLA and the compile cache.
+    from search.executor import SINGLE_THREAD_XLA
+
+    os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
+    from metacurio.jax_setup import enable_compilation_cache
+
+    enable_compilation_cache()
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    config = config_from_args(args)
+    programs = None
+    if args.programs:
+        from metacurio.cli import resolve_program
+
+        programs = [resolve_program(spec) for spec in args.programs]
+    summary = run_search(
+        config,
+        run_dir_from_args(args),
+        resume=args.resume,
+        executor=args.executor,
+        address=args.address,
+        workers=args.workers,
+        progress=not args.quiet,
+        programs=programs,
+        command=shlex.join(["metacurio", *sys.argv[1:]]),
+    )
+    counts = ", ".join(f"{stage} {n}" for stage, n in summary.evaluated.items())
+    print(f"run {summary.run_dir}: programs decided per stage: {counts}")
+    for rank, result in enumerate(summary.best, 1):
+        stopped = "  (stopped early)" if result.stopped_early else ""
+        print(f"{rank:>2}. {result.program_id}  {result.mean:8.1f} ± {result.stderr:.1f}{stopped}")

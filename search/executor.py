@@ -1,0 +1,222 @@
+"""Where programs are evaluated: in this process, or on long-lived Ray actors (SPEC §3.5).
+
+Each worker builds one ``Evaluator`` for the run's layout, so it compiles the lifetime once and
+then runs every program as data. Workers only compute; they return ``Outcome``s and the driver
+alone writes the store.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from envs import gridworld
+from metacurio.agent import PPOConfig
+from metacurio.interpreter import Layout
+
+SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+"""XLA's intra-op threading more than halves throughput on these CPUs; one process per core is faster."""
+ROOT = Path(__file__).resolve().parents[1]
+MAX_WORKER_DEATHS = 3
+"""Tries of a chunk whose worker keeps dying before its programs are recorded as failed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """What every worker compiles: one layout, environment, agent and checkpoint spacing."""
+
+    layout: Layout
+    grid: gridworld.GridConfig
+    ppo: PPOConfig
+    checkpoint_every: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One program to evaluate in one stage."""
+
+    program_id: str
+    program_json: str
+    stage: str
+    seeds: tuple[int, ...]
+    cutoffs: tuple[float, ...] | None
+    """Per-checkpoint cutoffs (nan: no stop there); None evaluates the whole lifetime."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A task's result, or the one-line error that stopped it."""
+
+    task: Task
+    result: object | None
+    """The ``metacurio.evaluator.EvalResult``; None when the evaluation raised."""
+    error: str | None
+    worker: str
+
+
+def worker_environment() -> dict[str, str]:
+    """Variables a worker process needs before JAX starts: XLA threading, compile cache, imports."""
+    from metacurio.jax_setup import CACHE_ENV, cache_dir
+
+    path = os.environ.get("PYTHONPATH", "")
+    return {
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", SINGLE_THREAD_XLA),
+        CACHE_ENV: str(cache_dir()),
+        "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""),
+    }
+
+
+@functools.lru_cache(maxsize=2)
+def build_evaluator(spec: WorkerSpec):
+    """One evaluator per spec and process: a second run in the same process skips the compile."""
+    from metacurio.evaluator import Evaluator
+    from metacurio.jax_setup import enable_compilation_cache
+
+    enable_compilation_cache()
+    return Evaluator(spec.layout, spec.grid, spec.ppo, spec.checkpoint_every)
+
+
+def evaluate_task(evaluator, task: Task, worker: str) -> Outcome:
+    """Run one task; an exception or a non-finite score becomes the outcome's error."""
+    from metacurio import program_io
+
+    try:
+        program = program_io.from_json(task.program_json)
+        result = evaluator.evaluate(program, task.seeds, task.cutoffs)
+    except Exception as err:  # noqa: BLE001 - any failure of one program must not stop the search
+        return Outcome(task, None, _one_line(err), worker)
+    if result.error is None and not np.all(np.isfinite(result.curves)):
+        result = dataclasses.replace(result, error="non-finite coverage")
+    return Outcome(task, result, None, worker)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or "no message"
+    return f"{type(err).__name__}: {text}"
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LocalExecutor:
+    """Evaluates tasks one after another in this process."""
+
+    def __init__(self, spec: WorkerSpec):
+        self._evaluator = build_evaluator(spec)
+        self.workers = 1
+
+    def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+        name = f"local:{_worker_name()}"
+        for task in tasks:
+            yield evaluate_task(self._evaluator, task, name)
+
+    def close(self) -> None:
+        self._evaluator = None
+
+
+class EvaluationWorker:
+    """A Ray actor: one evaluator, many chunks of tasks."""
+
+    def __init__(self, spec: WorkerSpec):
+        self._evaluator = build_evaluator(spec)
+        self._name = f"ray:{_worker_name()}"
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def evaluate(self, tasks: Sequence[Task]) -> list[Outcome]:
+        return [evaluate_task(self._evaluator, task, self._name) for task in tasks]
+
+
+class RayExecutor:
+    """One actor per CPU on a local Ray it starts, or on the cluster at ``address``.
+
+    A chunk whose actor dies is given to a fresh actor; after ``MAX_WORKER_DEATHS`` deaths its
+    programs are returned as failed, so one program that kills its process cannot stall the search.
+    """
+
+    def __init__(self, spec: WorkerSpec, workers: int | None = None, address: str | None = None, chunk_size: int = 1):
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        import ray
+
+        self._ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            with warnings.catch_warnings():
+                # Ray's fork is subprocess's fork-and-exec: no Python (so no JAX thread state) runs in the child.
+                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+                if address:
+                    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+                else:
+                    cpus = workers or os.cpu_count()
+                    ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = max(1, min(workers or cpus, cpus))
+        self.chunk_size = chunk_size
+        self.restarts = 0
+        self._spec = ray.put(spec)
+        self._remote = ray.remote(num_cpus=1, max_restarts=0)(EvaluationWorker)
+        self.actors = [self._new_actor() for _ in range(self.workers)]
+
+    def _new_actor(self):
+        return self._remote.options(runtime_env={"env_vars": worker_environment()}).remote(self._spec)
+
+    def pids(self) -> list[int]:
+        return self._ray.get([actor.pid.remote() for actor in self.actors])
+
+    def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+        """Outcomes in completion order; every task yields exactly one."""
+        from ray.exceptions import RayActorError
+
+        ray = self._ray
+        queue = collections.deque((list(tasks[i : i + self.chunk_size]), 0) for i in range(0, len(tasks), self.chunk_size))
+        idle = list(range(len(self.actors)))
+        running: dict = {}
+        while queue or running:
+            while queue and idle:
+                slot = idle.pop()
+                chunk, deaths = queue.popleft()
+                running[self.actors[slot].evaluate.remote(chunk)] = (slot, chunk, deaths)
+            ready, _ = ray.wait(list(running), num_returns=1)
+            slot, chunk, deaths = running.pop(ready[0])
+            try:
+                outcomes = ray.get(ready[0])
+            except RayActorError as err:
+                self.restarts += 1
+                self.actors[slot] = self._new_actor()
+                idle.append(slot)
+                if deaths + 1 < MAX_WORKER_DEATHS:
+                    queue.appendleft((chunk, deaths + 1))
+                    continue
+                message = f"worker died {deaths + 1} times while evaluating this chunk: {_one_line(err)}"
+                outcomes = [Outcome(task, None, message, "ray") for task in chunk]
+            else:
+                idle.append(slot)
+            yield from outcomes
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor)
+        self.actors = []
+        if self._started:
+            self._ray.shutdown()
+
+
+def make_executor(kind: str, spec: WorkerSpec, workers: int | None = None, address: str | None = None):
+    if kind == "local":
+        if address:
+            raise ValueError("--address needs the ray executor")
+        return LocalExecutor(spec)
+    if kind == "ray":
+        return RayExecutor(spec, workers=workers, address=address)
+    raise ValueError(f"unknown executor {kind!r}; known: ray, local")
+
