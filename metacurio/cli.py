@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--space", choices=("curiosity", "combiner"), help="only the operations of this space")
     ops.set_defaults(func=cmd_ops)
 
-    from search import driver
+    from search import driver, enumerate as enumeration
 
+    enumeration.add_parser(sub)
     driver.add_parser(sub)
 
     from metacurio import report

@@ -11,9 +11,12 @@ named predicate of ``search.prune``; the funnel counts the candidates each one r
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+from pathlib import Path
 from typing import Sequence
 
+from metacurio import program_io
 from metacurio.program import COMBINER, CURIOSITY, INPUTS, Program, ProgramBuilder
 from operations import types as T
 from operations.base import OpDef, TypeRuleError, derive_facts
@@ -51,8 +54,6 @@ COMBINER_STATES = (("RunningStats", 1), ("Buffer", 1), ("NoiseSource", 1))
 CONSTANTS = tuple(sign * 2.0**-k for k in range(5) for sign in (1, -1))
 """Combiner constants ±2^-k, k = 0..4 (SPEC §4.4)."""
 
-MASKED_LARGER_SET = frozenset({"PairMLP", "PairToAction", "FeatActionEnsemble"})
-"""Networks on a concatenation: the larger-input-set rule looks at the two features only."""
 
 REPEAT_BANS = {
     "RunningNorm": frozenset({"RunningNorm", "RunningScale"}),
@@ -194,7 +195,9 @@ class NativeGrammar:
 def _rejecting_rule(op: OpDef, values: tuple[Term, ...], args: tuple[Term, ...]) -> str | None:
     if values and not prune.not_all_constant(values):
         return "constant inputs"
-    mask = tuple(range(len(values))) if op.name in MASKED_LARGER_SET else None
+    # Over the values only when there are two (else kNN(x, Detach(x)) passes thanks to its memory);
+    # over value and state for one value, so a network is never applied to its own output.
+    mask = tuple(range(len(values))) if len(values) >= 2 else None
     if not prune.larger_input_set(args, mask):
         return "larger input set"
     if len(values) >= 2 and not prune.distinct_inputs(values):
@@ -272,17 +275,32 @@ def enumerate_space(space: str, max_ops: int, compat: bool = False) -> Enumerati
     start = time.perf_counter()
     grammar = CompatGrammar(space) if compat else NativeGrammar.for_space(space)
     result = enumerate_grammar(grammar, max_ops, keep=not compat)
-    programs = [] if compat else [to_program(space, f, u) for f, u in result.programs]
+    rejected = dict(result.rejected)
+    programs: list[Program] = []
+    if not compat:
+        programs = _distinct(to_program(space, f, u) for f, u in result.programs)
+        rejected["same canonical form"] = len(result.programs) - len(programs)
     return Enumeration(
         space=space,
         max_ops=max_ops,
         compat=compat,
         programs=programs,
-        count=result.count + grammar.seed_programs,
+        count=(len(programs) if not compat else result.count) + grammar.seed_programs,
         reached_output=result.reached_output,
-        rejected=dict(result.rejected),
+        rejected=rejected,
         seconds=time.perf_counter() - start,
     )
+
+
+def _distinct(programs) -> list[Program]:
+    """Programs that differ only by which of two same-typed state slots they use are one program."""
+    seen: set[str] = set()
+    kept = []
+    for program in programs:
+        if program.id not in seen:
+            seen.add(program.id)
+            kept.append(program)
+    return kept
 
 
 def to_program(space: str, forward: Sequence[Term], update: Sequence[Term]) -> Program:
@@ -312,3 +330,51 @@ def _ref(term: Term, ids: dict[int, object]):
     if term.value is not None:
         return term.value
     return term.name
+
+
+def write_programs(programs: Sequence[Program], path: Path) -> Path:
+    """One program per line, in our JSON format, written under a temporary name then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as f:
+        for program in programs:
+            f.write(json.dumps(program_io.to_dict(program), separators=(",", ":"), ensure_ascii=False) + "\n")
+    partial.replace(path)
+    return path
+
+
+def add_parser(subparsers) -> None:
+    """Register ``metacurio enumerate``."""
+    parser = subparsers.add_parser("enumerate", help="enumerate a program space and print the pruning funnel")
+    parser.add_argument("--space", choices=(CURIOSITY, COMBINER), default=CURIOSITY)
+    parser.add_argument("--max-ops", type=int, default=4, help="largest program size (the paper's search: 7)")
+    parser.add_argument("--compat", action="store_true", help="the original code's rules, bugs included (counts only)")
+    parser.add_argument("--out", help="run directory for programs.jsonl and funnel.json (default runs/enumerate-SPACE-N)")
+    parser.set_defaults(func=run_cli)
+
+
+def run_cli(args) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.max_ops < 1:
+        raise ValueError(f"--max-ops must be at least 1, got {args.max_ops}")
+    found = enumerate_space(args.space, args.max_ops, compat=args.compat)
+    mode = "compat (the original's rules)" if args.compat else "metacurio rules"
+    table = Table(title=f"{args.space} programs of ≤ {args.max_ops} ops, {mode}")
+    for column in ("step", "count", "meaning"):
+        table.add_column(column, overflow="fold")
+    for step, count, detail in found.funnel:
+        table.add_row(step, f"{count:,}", detail)
+    console = Console()
+    console.print(table)
+    console.print(f"reached an output {found.reached_output:,} times; {found.seconds:.1f} s")
+    suffix = "-compat" if args.compat else ""
+    out = Path(args.out or f"runs/enumerate-{args.space}-{args.max_ops}{suffix}")
+    out.mkdir(parents=True, exist_ok=True)
+    funnel = {"space": args.space, "max_ops": args.max_ops, "compat": args.compat, "seconds": found.seconds}
+    funnel["funnel"] = [{"step": s, "count": c, "detail": d} for s, c, d in found.funnel]
+    (out / "funnel.json").write_text(json.dumps(funnel, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    console.print(f"wrote {out / 'funnel.json'}")
+    if not args.compat:
+        console.print(f"wrote {write_programs(found.programs, out / 'programs.jsonl')}")

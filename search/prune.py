@@ -17,6 +17,7 @@ RULES: dict[str, str] = {
     "canonical order": "node keys must increase, so each DAG is produced in one node order only",
     "commutative order": "a commutative operation takes its arguments in sorted order only",
     "repeated sub-expression": "the same sub-expression computed twice",
+    "same canonical form": "the same program up to renaming same-typed state slots (one copy is kept)",
     "single-use state": "a memory, buffer or statistics slot feeds one node only",
     "state symmetry": "of same-typed state slots, slot k is used only after slot k-1",
     "update uses only states of the forward part": "the update part trains only states the reward uses",

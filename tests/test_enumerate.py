@@ -1,0 +1,120 @@
+"""Enumeration: pruning predicates, hand counts, the original's published counts, the CLI."""
+
+import json
+
+import pytest
+
+from metacurio import program_io
+from metacurio.cli import main
+from search import prune
+from search.engine import Term
+from search.enumerate import enumerate_space
+
+
+def _var(name):
+    return Term(key=name, type="Real", name=name, sources=frozenset({name}))
+
+
+def _node(name, *args, op_name="Op"):
+    node = Term(key=name, type="Real", args=args, sources=frozenset().union(*(a.sources for a in args)))
+    node.op = type("FakeOp", (), {"name": op_name})()
+    return node
+
+
+def test_larger_input_set_needs_new_information():
+    s, t = _var("s"), _var("t")
+    x = _node("x", s)
+    assert prune.larger_input_set((x, t))
+    assert not prune.larger_input_set((x, s))
+    assert not prune.larger_input_set((x, x))
+    assert prune.larger_input_set((x, s, t), mask=(0, 2))
+    assert not prune.larger_input_set((x, s, t), mask=(0, 1))
+
+
+def test_distinct_and_adjacent_inputs():
+    a, b = _var("a"), _var("b")
+    assert prune.distinct_inputs((a, b)) and not prune.distinct_inputs((a, a))
+    assert prune.adjacent_inputs_differ((a, b, a, b))
+    assert not prune.adjacent_inputs_differ((a, b, b, a))
+
+
+def test_constant_and_repeated_op_rules():
+    one = Term(key="1.0", type="Real", const=True, sources=frozenset({"1.0"}))
+    a = _var("a")
+    assert not prune.not_all_constant((one, one)) and prune.not_all_constant((one, a))
+    norm = _node("n", a, op_name="RunningNorm")
+    assert not prune.input_not_from((norm,), frozenset({"RunningNorm"}))
+    assert prune.input_not_from((a, norm), frozenset({"RunningNorm"}), index=0)
+
+
+def test_concat_order_and_loss_predicates():
+    a, b = _var("b"), _var("a")
+    assert prune.concat_order((a, b)) and not prune.concat_order((b, a))
+    x = Term(key="x", type="Real", grad=True, collapse=True)
+    assert prune.carries_gradient(x) and not prune.not_collapsible(x)
+
+
+def test_curiosity_programs_of_three_ops_by_hand():
+    """With three ops the only trainable, bounded, non-collapsible reward is the action NLL of an encoding.
+
+    Encode(s) or Encode(s') (one encoder; the second needs the first), its NLL against the
+    action (the reward), and AddToLoss of that NLL: 2 programs. Nothing smaller trains anything.
+    """
+    assert enumerate_space("curiosity", 2).count == 0
+    found = enumerate_space("curiosity", 3)
+    assert found.count == 2
+    assert {tuple(n.op for n in p.nodes) for p in found.programs} == {("Encode", "ActionNLL", "AddToLoss")}
+    assert {p.nodes[0].args for p in found.programs} == {("obs",), ("next_obs",)}
+
+
+def test_combiner_programs_of_one_op_by_hand():
+    """One op reading both rewards: Add, Max, Min, Multiply (commutative: 1 each), Subtract (2 orders),
+    and the weighted sum (|w_a|·i + |w_b|·e)/(|w_a| + |w_b|) with w_a ∈ {e, τ, 10 constants} (not i,
+    its neighbour) and w_b ∈ {τ, 10 constants} (not its neighbours i and e): 12 × 11 = 132."""
+    found = enumerate_space("combiner", 1)
+    assert found.count == 4 + 2 + 132
+
+
+def test_enumeration_is_deterministic_unique_and_valid():
+    first = enumerate_space("curiosity", 4)
+    second = enumerate_space("curiosity", 4)
+    ids = [p.id for p in first.programs]
+    assert ids == [p.id for p in second.programs]
+    assert len(set(ids)) == len(ids) == first.count
+    for program in first.programs:
+        assert program_io.from_json(program_io.to_json(program)).id == program.id
+
+
+def test_our_fixes_reach_rnd_and_fast():
+    ids = {p.id for p in enumerate_space("curiosity", 5).programs}
+    for name in ("rnd", "fast", "inverse_model"):
+        assert program_io.load(f"results/programs/{name}.json").id in ids, name
+
+
+def test_funnel_names_every_rule():
+    found = enumerate_space("curiosity", 4)
+    steps = [step for step, _, _ in found.funnel]
+    assert steps[0] == "enumerated"
+    for step, count, detail in found.funnel[1:]:
+        assert step.startswith("pruned: ") and count > 0
+        assert detail == prune.RULES[step.removeprefix("pruned: ")]
+
+
+@pytest.mark.parametrize("max_ops, expected", [(2, 512), (3, 10_746)])
+def test_compat_reproduces_the_published_combiner_counts(max_ops, expected):
+    assert enumerate_space("combiner", max_ops, compat=True).count == expected
+
+
+def test_enumerate_cli_writes_programs_and_funnel(tmp_path, capsys):
+    assert main(["enumerate", "--space", "curiosity", "--max-ops", "3", "--out", str(tmp_path)]) == 0
+    lines = (tmp_path / "programs.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    assert all(program_io.from_dict(json.loads(line)).size == 3 for line in lines)
+    funnel = json.loads((tmp_path / "funnel.json").read_text())
+    assert funnel["funnel"][0] == {"step": "enumerated", "count": 2, "detail": funnel["funnel"][0]["detail"]}
+
+
+def test_enumerate_cli_rejects_a_bad_size(capsys):
+    assert main(["enumerate", "--max-ops", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--max-ops" in err
