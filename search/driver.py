@@ -51,10 +51,25 @@ class Summary:
 class SearchState:
     """In-memory view of the search stage, rebuilt from the store on resume."""
 
-    results: dict[str, ProgramResult]
-    curves: dict[str, np.ndarray]
+    results: dict[str, ProgramResult] = dataclasses.field(default_factory=dict)
+    curves: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     """(trials, checkpoints) coverage of every completed program."""
-    decisions: dict[str, str]
+    decisions: dict[str, str] = dataclasses.field(default_factory=dict)
+    best: float = math.nan
+    """Best mean score of a program that did not fail."""
+    stopped: int = 0
+
+    def add(self, program_id: str, rows: Sequence[EvaluationRow], decision: str) -> None:
+        """One decided program; kept incrementally so that progress costs O(1) per program."""
+        result = st.aggregate(program_id, rows)
+        self.decisions[program_id] = decision
+        self.results[program_id] = result
+        if decision == st.COMPLETED:
+            self.curves[program_id] = _curve_array(rows)
+        if decision == st.STOPPED:
+            self.stopped += 1
+        if decision != st.FAILED and not result.mean <= self.best:
+            self.best = result.mean
 
 
 def run_search(
@@ -126,8 +141,12 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -
         from search.enumerate import enumerate_space
 
         enumeration = enumerate_space(config.space, config.max_ops)
-        candidates = list(enumeration.programs)
+        candidates = _distinct(enumeration.programs)
         funnel = list(enumeration.funnel)
+        repeats = len(enumeration.programs) - len(candidates)
+        if repeats:
+            # The store keys programs by id, so only the first of several same-id programs can be kept.
+            funnel.append(("pruned: same program id", repeats, "enumerated again under an id already seen"))
         if not any(step == "candidates" for step, _, _ in funnel):
             funnel.append(("candidates", len(candidates), f"programs of ≤ {config.max_ops} ops left after static pruning"))
     else:
@@ -202,13 +221,13 @@ def _run_stages(store: RunStore, config: SearchConfig, pool: "_Pool", display: "
 
 
 def _load_state(store: RunStore) -> SearchState:
-    decisions = store.decided(st.SEARCH)
     by_program: dict[str, list[EvaluationRow]] = {}
     for row in store.evaluations(st.SEARCH):
         by_program.setdefault(row.program_id, []).append(row)
-    results = {r.program_id: r for r in store.program_results(st.SEARCH)}
-    curves = {pid: _curve_array(rows) for pid, rows in by_program.items() if decisions.get(pid) == st.COMPLETED}
-    return SearchState(results, curves, decisions)
+    state = SearchState()
+    for program_id, decision in sorted(store.decided(st.SEARCH).items()):
+        state.add(program_id, by_program[program_id], decision)
+    return state
 
 
 def _curve_array(rows: Sequence[EvaluationRow]) -> np.ndarray:
@@ -238,7 +257,7 @@ def _search_stage(store, config, unique: list[ProgramRow], state: SearchState, p
             [unique[i].id for i in candidates],
             features[candidates],
             features[known],
-            np.array([state.results[unique[i].id].mean for i in known]),
+            np.array([_known_score(state, unique[i].id) for i in known]),
             min(config.batch_size, target - len(selections)),
             config.epsilon,
             rng,
@@ -248,6 +267,11 @@ def _search_stage(store, config, unique: list[ProgramRow], state: SearchState, p
             selections[s.id] = (batch, cutoffs)
         ids = [s.id for s in chosen]
         _evaluate(store, config, st.SEARCH, ids, config.seeds, cutoffs, unique, state, pool, display)
+
+
+def _known_score(state: SearchState, program_id: str) -> float:
+    """What the predictor learns from: a failed program's partial score says nothing (nan: left out)."""
+    return math.nan if state.decisions[program_id] == st.FAILED else state.results[program_id].mean
 
 
 def _selections(store: RunStore) -> dict[str, tuple[int, tuple[float, ...]]]:
@@ -308,7 +332,7 @@ def _evaluate(store, config, stage, ids, seeds, cutoffs, unique, state: SearchSt
         rows, decision, detail = _outcome_rows(outcome, config, cutoffs)
         store.record_outcome(outcome.task.program_id, stage, rows, decision, detail)
         if state is not None:
-            _update_state(state, outcome.task.program_id, rows, decision)
+            state.add(outcome.task.program_id, rows, decision)
         display.advance(state)
 
 
@@ -348,13 +372,6 @@ def _outcome_rows(outcome, config: SearchConfig, cutoffs) -> tuple[list[Evaluati
         detail = {"checkpoint": index, "step": result.checkpoint_steps[index], "mean": result.mean, "cutoff": cutoffs[index]}
         return rows, st.STOPPED, json.dumps(detail)
     return rows, st.COMPLETED, json.dumps({"mean": result.mean})
-
-
-def _update_state(state: SearchState, program_id: str, rows: list[EvaluationRow], decision: str) -> None:
-    state.decisions[program_id] = decision
-    state.results[program_id] = st._aggregate(program_id, rows)
-    if decision == st.COMPLETED:
-        state.curves[program_id] = _curve_array(rows)
 
 
 def _summary(store: RunStore) -> Summary:
@@ -427,11 +444,8 @@ class _Display:
 
 def _info(state: SearchState | None, rate: float) -> str:
     text = f"{rate:.2f} programs/s"
-    if state is not None and state.results:
-        scores = [r.mean for pid, r in state.results.items() if state.decisions.get(pid) != st.FAILED]
-        stopped = sum(d == st.STOPPED for d in state.decisions.values()) / len(state.decisions)
-        best = max(scores) if scores else math.nan
-        text += f" · best {best:.1f} · stopped {stopped:.0%}"
+    if state is not None and state.decisions:
+        text += f" · best {state.best:.1f} · stopped {state.stopped / len(state.decisions):.0%}"
     return text
 
 

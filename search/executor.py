@@ -29,6 +29,10 @@ MAX_WORKER_DEATHS = 3
 """Tries of a chunk whose worker keeps dying before its programs are recorded as failed."""
 
 
+class ExecutorError(ValueError):
+    """Workers cannot run at all (one line); nothing is recorded, so the run can be resumed."""
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerSpec:
     """What every worker compiles: one layout, environment, agent and checkpoint spacing."""
@@ -98,9 +102,9 @@ def evaluate_task(evaluator, task: Task, worker: str) -> Outcome:
     return Outcome(task, result, None, worker)
 
 
-def _one_line(err: BaseException) -> str:
+def _one_line(err: BaseException, limit: int = 500) -> str:
     text = " ".join(str(err).split()) or "no message"
-    return f"{type(err).__name__}: {text}"
+    return f"{type(err).__name__}: {text}"[:limit]
 
 
 def _worker_name() -> str:
@@ -191,6 +195,9 @@ class RayExecutor:
             try:
                 outcomes = ray.get(ready[0])
             except RayActorError as err:
+                if err.actor_init_failed:
+                    # A worker that cannot even build its evaluator says nothing about the programs.
+                    raise ExecutorError(f"a Ray worker failed to start: {_one_line(err)}") from None
                 self.restarts += 1
                 self.actors[slot] = self._new_actor()
                 idle.append(slot)

@@ -214,7 +214,7 @@ class RunStore:
         by_program: dict[str, list[EvaluationRow]] = {}
         for row in self.evaluations(stage):
             by_program.setdefault(row.program_id, []).append(row)
-        return [_aggregate(pid, rows) for pid, rows in sorted(by_program.items())]
+        return [aggregate(pid, rows) for pid, rows in sorted(by_program.items())]
 
     def ranking(self, stage: str = SEARCH) -> list[ProgramResult]:
         """Programs without an error, best mean first, ties by id."""
@@ -305,7 +305,8 @@ def _evaluation_values(e: EvaluationRow) -> tuple:
     )  # fmt: skip
 
 
-def _aggregate(program_id: str, rows: list[EvaluationRow]) -> ProgramResult:
+def aggregate(program_id: str, rows: Sequence[EvaluationRow]) -> ProgramResult:
+    """One program's trials in one stage: mean, standard error, and what went wrong if anything."""
     scores = [r.score for r in rows if r.score is not None]
     n = len(scores)
     mean = math.fsum(scores) / n if n else math.nan

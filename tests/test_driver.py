@@ -1,8 +1,9 @@
 """The search driver: every stage on real evaluations, resume after a kill -9, worker deaths, CLI errors.
 
-The runs evaluate four reference programs with a tiny PPO budget (2 trials × 2 envs × 108 steps,
-one check at step 96, where these four programs' mean coverages all differ) so that a whole
-search takes seconds once the lifetime is compiled; the in-process runs share one evaluator.
+The runs evaluate four reference programs and one whose reward overflows, with a tiny PPO budget
+(2 trials × 2 envs × 108 steps, one check at step 96, where the four programs' mean coverages all
+differ) so that a whole search takes seconds once the lifetime is compiled; the in-process runs
+share one evaluator.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import pytest
 from helpers import PROGRAMS, ROOT
 
 from metacurio import cli, program_io
+from metacurio.program import ProgramBuilder
 from search import store as st
 from search.config import TINY, with_fields
 from search.driver import run_search
 from search.store import RunStore
 
 NAMES = ("knn_novelty", "rnd", "fast", "inverse_model")
-PROGRAM_FILES = [str(PROGRAMS / f"{name}.json") for name in NAMES]
 FIELDS = {
     "dedup": False,
     "seeds": [4, 104],
@@ -40,7 +41,8 @@ FIELDS = {
     # Far below zero puts the cutoff above every curve where the top programs differ (step 96),
     # so the second batch is stopped and the recheck stage has work.
     "num_stdevs": -1000.0,
-    "batch_size": 2,
+    # Whichever batch the failing program falls in, the first holds two completed programs.
+    "batch_size": 3,
     "limit": None,
     "recheck_sample": 1,
     "fresh_top_k": 1,
@@ -49,8 +51,23 @@ FIELDS = {
 CONFIG = with_fields(TINY, FIELDS)
 
 
+def overflow():
+    """|features| · 1e38, squared: infinite from the first call."""
+    b = ProgramBuilder(name="overflow")
+    b.state("random", "ObsNet")
+    norm = b.forward("L2Norm", b.forward("EncodeDetached", "next_obs", state="random"))
+    return b.build(b.forward("Square", b.forward("Multiply", norm, 1e38)))
+
+
 def programs():
-    return [program_io.load(path) for path in PROGRAM_FILES]
+    return [program_io.load(PROGRAMS / f"{name}.json") for name in NAMES] + [overflow()]
+
+
+@pytest.fixture(scope="module")
+def program_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("programs")
+    program_io.save(overflow(), folder / "overflow.json")
+    return [str(PROGRAMS / f"{name}.json") for name in NAMES] + [str(folder / "overflow.json")]
 
 
 def evaluation_keys(store: RunStore) -> list[tuple]:
@@ -67,7 +84,7 @@ def evaluation_values(store: RunStore) -> dict[tuple, tuple]:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """An uninterrupted in-process search over the four programs."""
+    """An uninterrupted in-process search over the five programs."""
     run_dir = tmp_path_factory.mktemp("runs") / "whole"
     summary = run_search(CONFIG, run_dir, executor="local", progress=False, programs=programs(), command="test")
     return run_dir, summary
@@ -77,9 +94,9 @@ def test_every_unique_program_is_decided_once_per_stage(finished):
     run_dir, summary = finished
     with RunStore.open(run_dir) as store:
         ids = {p.id for p in store.programs("unique")}
-        assert len(ids) == 4 and store.funnel() == [
-            ("candidates", 4, "programs given on the command line"),
-            ("unique", 4, "duplicate removal off"),
+        assert len(ids) == 5 and store.funnel() == [
+            ("candidates", 5, "programs given on the command line"),
+            ("unique", 5, "duplicate removal off"),
         ]
         search = store.decided("search")
         assert set(search) == ids
@@ -92,9 +109,22 @@ def test_every_unique_program_is_decided_once_per_stage(finished):
         assert store.decided("fresh") == {best_completed: "completed"}
         assert sorted(e.seed for e in store.evaluations("fresh")) == [5, 105]
         keys = evaluation_keys(store)
-        assert len(keys) == len(set(keys)) == (4 + 1 + 1) * 2
-        assert summary.evaluated == {"search": 4, "recheck": 1, "fresh": 1}
+        assert len(keys) == len(set(keys)) == (5 + 1 + 1) * 2
+        assert summary.evaluated == {"search": 5, "recheck": 1, "fresh": 1}
         assert json.loads(store.meta("layout"))["max_nodes"] == 5
+
+
+def test_a_failing_program_is_recorded_and_the_search_goes_on(finished):
+    run_dir, _ = finished
+    failing = overflow().id
+    with RunStore.open(run_dir) as store:
+        decisions = {d.program_id: d for d in store.decisions("search")}
+        assert decisions[failing].decision == "failed"
+        assert decisions[failing].detail == "non-finite intrinsic reward before env step 96"
+        rows = [e for e in store.evaluations("search") if e.program_id == failing]
+        assert [e.error for e in rows] == [decisions[failing].detail] * 2
+        assert failing not in {r.program_id for r in store.ranking()}
+        assert sum(d.decision != "failed" for d in decisions.values()) == 4
 
 
 def test_batches_use_the_cutoffs_of_the_programs_completed_before_them(finished):
@@ -103,20 +133,22 @@ def test_batches_use_the_cutoffs_of_the_programs_completed_before_them(finished)
         selected = {d.program_id: json.loads(d.detail) for d in store.decisions("select")}
         batches = sorted({d["batch"] for d in selected.values()})
         assert batches == [1, 2] and all(d["random"] and d["predicted"] is None for d in selected.values())
+        decisions = store.decided("search")
         first = [pid for pid, d in selected.items() if d["batch"] == 1]
-        second = [pid for pid, d in selected.items() if d["batch"] == 2]
+        second = [pid for pid, d in selected.items() if d["batch"] == 2 and decisions[pid] != "failed"]
         assert all(selected[pid]["cutoffs"] == [] for pid in first)
         curves = {}
         for e in store.evaluations("search"):
             curves.setdefault(e.program_id, []).append(e.curve)
         curves = {pid: np.array(c) for pid, c in curves.items()}
-        # Two completed programs, top_k 2: mean of their means − k·population std − mean s.e.
-        top = np.stack([curves[pid].mean(axis=0) for pid in first])
-        stderr = np.stack([curves[pid].std(axis=0, ddof=1) / math.sqrt(2) for pid in first])
+        # top_k 2 of the first batch's completed programs (best final mean; no ties among these):
+        # mean of their means − k·population std − mean of their standard errors.
+        completed = sorted((pid for pid in first if decisions[pid] == "completed"), key=lambda pid: -curves[pid][:, -1].mean())
+        top = np.stack([curves[pid].mean(axis=0) for pid in completed[:2]])
+        stderr = np.stack([curves[pid].std(axis=0, ddof=1) / math.sqrt(2) for pid in completed[:2]])
         expected = top.mean(axis=0) - CONFIG.num_stdevs * top.std(axis=0) - stderr.mean(axis=0)
         for pid in second:
             np.testing.assert_allclose(selected[pid]["cutoffs"], expected)
-        decisions = store.decided("search")
         for pid in second:
             cutoffs = selected[pid]["cutoffs"]
             means = curves[pid].mean(axis=0)
@@ -161,12 +193,12 @@ def test_resuming_a_finished_run_changes_nothing_and_starts_no_workers(finished)
         assert (evaluation_keys(store), store.decisions()) == before
 
 
-def test_kill_9_then_resume_matches_an_uninterrupted_run(finished, tmp_path):
+def test_kill_9_then_resume_matches_an_uninterrupted_run(finished, program_files, tmp_path):
     run_dir, _ = finished
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(FIELDS))
     out = tmp_path / "killed"
-    args = ["search", "--config", str(config_file), "--programs", *PROGRAM_FILES, "--executor", "local", "--quiet"]
+    args = ["search", "--config", str(config_file), "--programs", *program_files, "--executor", "local", "--quiet"]
     args += ["--out", str(out)]
     process = subprocess.Popen([sys.executable, "-m", "metacurio.cli", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
@@ -204,6 +236,7 @@ def _wait_for_decisions(path, process, timeout: float = 120.0) -> int:
     raise AssertionError("no search decision was committed in time")
 
 
+@pytest.mark.slow
 def test_a_killed_ray_actor_has_its_chunk_retried(finished):
     from metacurio.interpreter import Layout
     from search.executor import RayExecutor, Task, WorkerSpec, build_evaluator, evaluate_task
@@ -225,13 +258,33 @@ def test_a_killed_ray_actor_has_its_chunk_retried(finished):
         executor.close()
     assert not ray.is_initialized()
     assert sorted(o.task.program_id for o in outcomes) == sorted(t.program_id for t in tasks)
-    assert all(o.error is None and o.result.error is None for o in outcomes)
+    assert all(o.error is None and (o.result.error is None) == (o.task.program_id != overflow().id) for o in outcomes)
     # The victim returned nothing: its chunk was evaluated again by another actor.
     assert all(o.worker.startswith("ray:") and not o.worker.endswith(f":{victim}") for o in outcomes)
     local = build_evaluator(spec)
     for outcome in outcomes:
         expected = evaluate_task(local, outcome.task, "local").result
         np.testing.assert_array_equal(outcome.result.curves, expected.curves)
+
+
+@pytest.mark.slow
+def test_workers_that_cannot_start_stop_the_run_with_one_line():
+    from metacurio.interpreter import Layout
+    from search.executor import ExecutorError, RayExecutor, Task, WorkerSpec
+
+    import ray
+
+    # No gridworld: every actor's evaluator raises while it is built.
+    spec = WorkerSpec(Layout.for_programs(programs()), None, CONFIG.ppo(), CONFIG.checkpoint_every)
+    program = programs()[0]
+    executor = RayExecutor(spec, workers=1)
+    try:
+        with pytest.raises(ExecutorError, match="^a Ray worker failed to start: ActorDiedError: ") as err:
+            list(executor.map([Task(program.id, program_io.to_json(program), "search", (4,), None)]))
+        assert "\n" not in str(err.value) and executor.restarts == 0
+    finally:
+        executor.close()
+    assert not ray.is_initialized()
 
 
 @pytest.mark.slow
