@@ -44,7 +44,7 @@ class Summary:
     evaluated: dict[str, int]
     """Decided programs per stage."""
     best: list[ProgramResult]
-    """The search ranking's top programs."""
+    """The best programs that completed the search stage (stopped ones have partial scores)."""
 
 
 @dataclasses.dataclass
@@ -97,6 +97,7 @@ def run_search(
     else:
         if config is None:
             raise ValueError("a fresh run needs a config")
+        _check_space(programs or (), config)
         store = RunStore.create(run_dir, config, command, {"source": "enumeration" if programs is None else "programs"})
     with store:
         config = store.config()
@@ -122,6 +123,12 @@ def _check_same_config(store: RunStore, config: SearchConfig | None, run_dir: Pa
             raise StoreError(f"run {run_dir} was started with {field.name}={theirs!r}, not {ours!r}; resume it without overrides")
 
 
+def _check_space(programs: Sequence, config: SearchConfig) -> None:
+    for program in programs:
+        if program.kind != config.space:
+            raise ValueError(f"program {program.name or program.id} is a {program.kind} program; this search is over {config.space}")
+
+
 def _check_same_programs(store: RunStore, programs: Sequence | None, run_dir: Path) -> None:
     stored = [row.id for row in store.programs()]
     if programs is None:
@@ -141,14 +148,9 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -
         from search.enumerate import enumerate_space
 
         enumeration = enumerate_space(config.space, config.max_ops)
-        candidates = _distinct(enumeration.programs)
+        candidates = list(enumeration.programs)
         funnel = list(enumeration.funnel)
-        repeats = len(enumeration.programs) - len(candidates)
-        if repeats:
-            # The store keys programs by id, so only the first of several same-id programs can be kept.
-            funnel.append(("pruned: same program id", repeats, "enumerated again under an id already seen"))
-        if not any(step == "candidates" for step, _, _ in funnel):
-            funnel.append(("candidates", len(candidates), f"programs of ≤ {config.max_ops} ops left after static pruning"))
+        funnel.append(("candidates", len(candidates), f"programs of ≤ {config.max_ops} ops left after static pruning"))
     else:
         candidates = _distinct(programs)
         funnel = [("candidates", len(candidates), "programs given on the command line")]
@@ -376,7 +378,9 @@ def _outcome_rows(outcome, config: SearchConfig, cutoffs) -> tuple[list[Evaluati
 
 def _summary(store: RunStore) -> Summary:
     evaluated = {stage: len(store.decided(stage)) for stage in st.STAGES}
-    return Summary(store.run_dir, evaluated, store.ranking(st.SEARCH)[:5])
+    search = store.decided(st.SEARCH)
+    completed = [r for r in store.ranking(st.SEARCH) if search[r.program_id] == st.COMPLETED]
+    return Summary(store.run_dir, evaluated, completed[:5])
 
 
 class _Pool:
@@ -388,11 +392,10 @@ class _Pool:
 
     def get(self):
         if self._executor is None:
+            from metacurio import program_io
             from search.executor import WorkerSpec, make_executor
 
             store, config, kind, address, workers = self._args
-            from metacurio import program_io
-
             layout = _layout([program_io.from_json(p.json) for p in store.programs("unique")])
             spec = WorkerSpec(layout, config.grid(), config.ppo(), config.checkpoint_every)
             self._executor = make_executor(kind, spec, workers=workers, address=address)
@@ -469,7 +472,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in the run directory")
     parser.add_argument("--executor", choices=("ray", "local"), default="ray", help="Ray actors (default) or this process")
     parser.add_argument("--address", help="join this Ray cluster instead of starting a local one")
-    parser.add_argument("--workers", type=int, help="evaluation workers (default: one per CPU)")
+    parser.add_argument("--workers", type=int, help="Ray evaluation workers (default: one per CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.set_defaults(func=run_cli)
 
@@ -511,19 +514,25 @@ def run_cli(args) -> None:
         from metacurio.cli import resolve_program
 
         programs = [resolve_program(spec) for spec in args.programs]
-    summary = run_search(
-        config,
-        run_dir_from_args(args),
-        resume=args.resume,
-        executor=args.executor,
-        address=args.address,
-        workers=args.workers,
-        progress=not args.quiet,
-        programs=programs,
-        command=shlex.join(["metacurio", *sys.argv[1:]]),
-    )
+    run_dir = run_dir_from_args(args)
+    try:
+        summary = run_search(
+            config,
+            run_dir,
+            resume=args.resume,
+            executor=args.executor,
+            address=args.address,
+            workers=args.workers,
+            progress=not args.quiet,
+            programs=programs,
+            command=shlex.join(["metacurio", *sys.argv[1:]]),
+        )
+    except KeyboardInterrupt:
+        print(f"metacurio: interrupted; every decided program is stored; continue with --resume --out {run_dir}", file=sys.stderr)
+        sys.exit(130)
     counts = ", ".join(f"{stage} {n}" for stage, n in summary.evaluated.items())
     print(f"run {summary.run_dir}: programs decided per stage: {counts}")
+    if summary.best:
+        print("best completed programs (mean coverage ± s.e.):")
     for rank, result in enumerate(summary.best, 1):
-        stopped = "  (stopped early)" if result.stopped_early else ""
-        print(f"{rank:>2}. {result.program_id}  {result.mean:8.1f} ± {result.stderr:.1f}{stopped}")
+        print(f"{rank:>2}. {result.program_id}  {result.mean:8.1f} ± {result.stderr:.1f}")

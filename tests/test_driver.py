@@ -348,3 +348,9 @@ def test_a_fresh_start_refuses_an_existing_run_and_resume_refuses_other_settings
     assert message.startswith(f"metacurio: error: run {run_dir} was started with ")
     message = one_line_error(capsys, ["search", "--resume", "--programs", "fast", "--out", str(run_dir)])
     assert message.startswith(f"metacurio: error: run {run_dir} was started with other programs")
+
+
+def test_programs_of_another_space_are_refused(tmp_path, capsys):
+    message = one_line_error(capsys, ["search", "--programs", "fast", "combiner_sum", "--out", str(tmp_path / "run")])
+    assert message.endswith("is a combiner program; this search is over curiosity")
+    assert not (tmp_path / "run").exists()
