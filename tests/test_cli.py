@@ -104,16 +104,26 @@ def quick_start_commands() -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
-def test_readme_quick_start():
+def _main_job() -> str:
     install_and_run, test_command = quick_start_commands()
     assert test_command == "python -m pytest"
     install, main_job = (part.strip() for part in install_and_run.split("&&"))
     assert install.startswith("pip install")
-    # The install half runs in CI (.ci/run runs the same line); here the main job runs as written.
+    return main_job
+
+
+def test_readme_quick_start_names_the_search():
+    assert _main_job() == "metacurio search --preset tiny"
+
+
+@pytest.mark.slow
+def test_readme_quick_start(tmp_path):
+    """The main job as written, in a fresh folder (.ci/run also runs it, after the install)."""
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    result = subprocess.run(main_job, shell=True, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    result = subprocess.run(_main_job(), shell=True, capture_output=True, text=True, cwd=tmp_path, env=env, check=False)
     assert result.returncode == 0, result.stderr
-    assert "FAST" in result.stdout
+    assert "best completed programs" in result.stdout
+    assert (tmp_path / "runs" / "curiosity-tiny" / "store.sqlite").exists()
 
 
 def test_replay_writes_scores_and_pictures(tmp_path):
