@@ -12,11 +12,12 @@ This fixes the reference's quirks (original-system §6): batch 5 instead of 1, r
 instead of noise, 8 learning steps, a tolerance instead of exact float equality, normalised
 rather than raw rewards, and failing programs dropped instead of collapsed into one survivor.
 
-Programs run as data through the interpreter. One interpreter's cost per call grows with the
-state its layout carries (every slot of every bank is copied, differentiated and stepped by Adam
-at every call), and the whole-space layout carries ~0.9 M floats, so the candidates are split
-into a few layouts that each carry only what their programs use (``plan_layouts``): one compile
-per layout, a modelled trade of compile time against run time.
+Programs run as data through the interpreter, one compile per layout. A program's call costs
+more in a larger layout: every node position pays for the heavy instructions of the dispatch
+table (ensembles, 100-item lists), taken or not, and Adam steps every slot the layout holds.
+FAST's signature costs ~9× more in the whole-space layout than in its own. So the candidates are
+split into a few layouts that each hold what their programs use (``plan_layouts``), trading
+modelled compile time against run time; workers in separate processes share the layouts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ import collections
 import dataclasses
 import functools
 import itertools
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Sequence
 
 import jax
@@ -36,17 +40,23 @@ from envs import gridworld
 from metacurio.agent import GRIDWORLD_PAPER, ReturnNormalizer
 from metacurio.interpreter import (
     NOP,
-    WRITABLE,
+    Encoding,
     Interpreter,
     Layout,
+    _node_instructions,
+    _slot_index,
     encode,
+    instruction_output,
     list_length,
     space_instructions,
+    state_bank,
     stack_encodings,
     value_type,
 )
-from metacurio.program import CURIOSITY, Program
+from metacurio.jax_setup import enable_compilation_cache
+from metacurio.program import CURIOSITY, Program, is_constant
 from metacurio.specs import CuriosityBatch, EnvSpec, one_hot_actions
+from operations.registry import get_op
 from operations.state_types import STATE_TYPES
 
 BATCH = GRIDWORLD_PAPER.num_envs
@@ -62,14 +72,18 @@ SIGNATURE_ENV = EnvSpec(
 )
 """The paper's empty room seen by a batch of ``BATCH`` transitions."""
 
-RUN_SECONDS_PER_NODE = 0.7e-3
-"""Cost model, measured on one CPU core (8-step signatures): per program and node position."""
-RUN_SECONDS_PER_FLOAT = 0.09e-6
-"""Cost model: per program and float of state or register the layout carries."""
-COMPILE_SECONDS = 10.0
-"""Cost model: fixed compile cost of a layout."""
+RUN_SECONDS_PER_NODE = 0.54e-3
+"""Cost model, fitted to FAST run in six layouts from its own to the whole space's (one loaded
+CPU core, 8-step signatures; ±30 %): seconds per program and node position."""
+RUN_SECONDS_PER_DISPATCH_FLOAT = 12.4e-9
+"""Cost model: per program, node position and ``instruction_floats`` of every instruction in
+the dispatch table (a differentiated switch pays for all its branches, taken or not)."""
+RUN_SECONDS_PER_FLOAT = 47e-9
+"""Cost model: per program and float of state the layout carries (Adam moments included)."""
+COMPILE_SECONDS = 8.0
+"""Cost model: fixed compile cost of a layout (same machine)."""
 COMPILE_SECONDS_PER_INSTRUCTION = 1.5
-"""Cost model: compile cost per instruction in the layout's dispatch table."""
+"""Cost model: compile cost per instruction of the dispatch table."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +187,7 @@ def _signature_fn(layout: Layout):
 
 
 class LayoutRunner:
-    """Signatures of the programs of one layout: compiled once, run in chunks of ``chunk``."""
+    """Signatures of encoded programs of one layout: compiled once, run in chunks of ``chunk``."""
 
     def __init__(self, layout: Layout, steps: int = 8, seed: int = 0, chunk: int = DEFAULT_CHUNK):
         self.layout = layout
@@ -183,34 +197,58 @@ class LayoutRunner:
         self.state = jax.jit(Interpreter(layout).init, static_argnums=1)(init_key, SIGNATURE_ENV)
         self._compiled = None
 
-    def compile(self, example: Program) -> None:
-        """Trace and compile with ``example``'s encoding shapes; the persistent cache applies."""
+    def compile(self, example: Encoding) -> None:
+        """Trace and compile for ``example``'s shapes (any one encoding); the persistent cache applies."""
         if self._compiled is None:
-            encodings = stack_encodings([encode(example, self.layout)] * self.chunk)
+            encodings = stack_encodings([example] * self.chunk)
             self._compiled = _signature_fn(self.layout).lower(self.state, self.transitions, encodings).compile()
 
-    def run(self, programs: Sequence[Program]) -> tuple[np.ndarray, list[str | None]]:
-        """(programs, steps·batch) scaled rewards (NaN rows for failures) and each one's error."""
-        rows = np.full((len(programs), self.steps * BATCH), np.nan)
-        errors: list[str | None] = [None] * len(programs)
-        encodings = {}
-        for i, program in enumerate(programs):
-            try:
-                encodings[i] = encode(program, self.layout)
-            except Exception as err:  # noqa: BLE001 - whatever a program raises is its recorded failure
-                errors[i] = f"{type(err).__name__}: {err}"
-        runnable = sorted(encodings)
-        if runnable:
-            self.compile(programs[runnable[0]])
-        for start in range(0, len(runnable), self.chunk):
-            part = runnable[start : start + self.chunk]
-            padded = [encodings[i] for i in part] + [encodings[part[-1]]] * (self.chunk - len(part))
-            scaled, failures = jax.device_get(self._compiled(self.state, self.transitions, stack_encodings(padded)))
-            for j, i in enumerate(part):
+    def run(self, encodings: Encoding) -> tuple[np.ndarray, list[str | None]]:
+        """Stacked encodings of n programs -> (n, steps·batch) scaled rewards (NaN rows for
+        failures) and each one's error."""
+        count = len(encodings.output)
+        rows = np.full((count, self.steps * BATCH), np.nan)
+        errors: list[str | None] = [None] * count
+        if count:
+            self.compile(jax.tree.map(lambda x: x[0], encodings))
+        for start in range(0, count, self.chunk):
+            stop = min(start + self.chunk, count)
+            part = np.concatenate([np.arange(start, stop), np.full(self.chunk - (stop - start), stop - 1)])
+            chunk = jax.tree.map(lambda x: x[part], encodings)
+            scaled, failures = jax.device_get(self._compiled(self.state, self.transitions, chunk))
+            for j, i in enumerate(range(start, stop)):
                 errors[i] = _failure_message(failures[j], self.steps)
                 if errors[i] is None:
                     rows[i] = scaled[j].reshape(-1)
         return rows, errors
+
+
+@functools.lru_cache(maxsize=64)
+def _runner(layout: Layout, steps: int, seed: int, chunk: int) -> LayoutRunner:
+    return LayoutRunner(layout, steps, seed, chunk)
+
+
+def _run_task(layout: Layout, steps: int, seed: int, chunk: int, encodings: Encoding):
+    """One batch of one layout's programs, in this process or a worker (each keeps its compiles)."""
+    return _runner(layout, steps, seed, chunk).run(encodings)
+
+
+def _worker_init() -> None:
+    # One single-threaded XLA per core is faster here than XLA's own threads (STACK.md).
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    enable_compilation_cache()
+
+
+def encode_programs(programs: Sequence[Program], layout: Layout) -> tuple[Encoding | None, list[int], dict[int, str]]:
+    """Stacked encodings of the programs that encode, their positions, and the others' errors."""
+    encodings, positions, errors = [], [], {}
+    for i, program in enumerate(programs):
+        try:
+            encodings.append(encode(program, layout))
+            positions.append(i)
+        except Exception as err:  # noqa: BLE001 - whatever a program raises is its recorded failure
+            errors[i] = f"{type(err).__name__}: {err}"
+    return (stack_encodings(encodings) if encodings else None), positions, errors
 
 
 def _failure_message(failures: np.ndarray, steps: int) -> str | None:
@@ -238,16 +276,35 @@ def _slot_floats(bank: str) -> int:
     return 3 * floats if state_type.trainable else floats
 
 
+@functools.lru_cache(maxsize=None)
 def _register_floats(kind: str) -> int:
     length = list_length(kind) if kind.startswith("list") else 0
     return BATCH * int(np.prod(value_type(kind).row_shape(SIGNATURE_ENV.obs_shape, SIGNATURE_ENV.action_dim, length)))
 
 
+@functools.lru_cache(maxsize=None)
+def instruction_floats(instruction: tuple[str, tuple[str, ...]]) -> int:
+    """Floats an instruction reads and writes, its trainable parameters included: roughly what
+    differentiating a dispatch over it keeps at every node position, taken or not."""
+    name, kinds = instruction
+    if name == NOP[0]:
+        return 0
+    op = get_op(name)
+    out = instruction_output(name, kinds)
+    floats = sum(_register_floats(k) for k in kinds) + (_register_floats(out) if out else 0)
+    bank = state_bank(op, kinds)
+    if bank and STATE_TYPES[op.state].trainable:
+        floats += _slot_floats(bank) // 3
+    return floats
+
+
+@functools.lru_cache(maxsize=4096)
 def run_cost(layout: Layout) -> float:
     """Modelled seconds per program signature in this layout (see RUN_SECONDS_*)."""
-    floats = sum(count * _slot_floats(bank) for bank, count in layout.banks)
-    floats += sum(layout.bank_size(kind) * _register_floats(kind) for kind in WRITABLE)
-    return layout.max_nodes * RUN_SECONDS_PER_NODE + floats * RUN_SECONDS_PER_FLOAT
+    dispatch = sum(instruction_floats(i) for i in layout.instructions)
+    state = sum(count * _slot_floats(bank) for bank, count in layout.banks)
+    per_node = RUN_SECONDS_PER_NODE + RUN_SECONDS_PER_DISPATCH_FLOAT * dispatch
+    return layout.max_nodes * per_node + RUN_SECONDS_PER_FLOAT * state
 
 
 def compile_cost(layout: Layout) -> float:
@@ -266,7 +323,7 @@ def union(a: Layout, b: Layout) -> Layout:
         banks[bank] = max(banks.get(bank, 0), count)
     return Layout(
         a.kind,
-        (NOP,) + tuple(i for i in space_instructions(a.kind) if i in used),
+        (NOP,) + tuple(i for i in _space_instructions(a.kind) if i in used),
         max(a.max_nodes, b.max_nodes),
         max(a.max_constants, b.max_constants),
         tuple(sorted(registers.items())),
@@ -274,41 +331,81 @@ def union(a: Layout, b: Layout) -> Layout:
     )
 
 
-def plan_layouts(programs: Sequence[Program]) -> tuple[list[tuple[Layout, list[int]]], dict[int, str]]:
+@functools.lru_cache(maxsize=None)
+def _space_instructions(kind: str) -> tuple:
+    return space_instructions(kind)
+
+
+def program_layout(program: Program) -> Layout:
+    """``Layout.for_programs([program])``, without re-deriving the space's dispatch table (~40 ms)
+    for every one of ~90,000 programs."""
+    used: set = set()
+    registers: collections.Counter = collections.Counter()
+    banks: dict[str, int] = {}
+    for node, kinds in _node_instructions(program):
+        used.add((node.op, kinds))
+        out = instruction_output(node.op, kinds)
+        if out:
+            registers[out] += 1
+        bank = state_bank(get_op(node.op), kinds)
+        if bank:
+            banks[bank] = max(banks.get(bank, 0), _slot_index(program, node.state) + 1)
+    return Layout(
+        program.kind,
+        (NOP,) + tuple(i for i in _space_instructions(program.kind) if i in used),
+        max(program.size, 1),
+        max(sum(is_constant(a) for n in program.nodes for a in n.args), 1),
+        tuple(sorted(registers.items())),
+        tuple(sorted(banks.items())),
+    )
+
+
+HEAVY_FLOATS = 10_000
+"""Instructions at least this large (``instruction_floats``) define the groups the planner places."""
+
+
+def plan_layouts(
+    programs: Sequence[Program], weight: float = 1.0
+) -> tuple[list[tuple[Layout, list[int]]], dict[int, str]]:
     """Split programs into layouts, trading one compile per layout against lighter runs.
 
-    Programs that need the same layout form a group; groups, largest first, each join the
-    planned layout where they add the least modelled time, or start their own layout when
-    that is cheaper. Returns (layout, program indices) pairs and the programs that could not
-    be laid out, with their errors.
+    Programs are grouped by what dominates a call's cost (their heavy instructions and their
+    state; nearly every program has its own full instruction set). Groups, largest first, join
+    the layout where they add the least modelled time or start their own. Returns (layout, program indices) pairs and the
+    programs that could not be laid out, with their errors. ``weight``: programs each one
+    stands for (a benchmark plans a sample as the whole space).
     """
-    groups: dict[Layout, list[int]] = {}
+    grouped: dict[tuple, list] = {}
     errors: dict[int, str] = {}
-    for i, program in enumerate(programs):
+    for index, program in enumerate(programs):
         try:
-            groups.setdefault(Layout.for_programs([program]), []).append(i)
+            needs = program_layout(program)
         except Exception as err:  # noqa: BLE001 - whatever a program raises is its recorded failure
-            errors[i] = f"{type(err).__name__}: {err}"
+            errors[index] = f"{type(err).__name__}: {err}"
+            continue
+        key = (frozenset(i for i in needs.instructions if instruction_floats(i) >= HEAVY_FLOATS), needs.banks)
+        if key in grouped:
+            grouped[key][0] = union(grouped[key][0], needs)
+            grouped[key][1].append(index)
+        else:
+            grouped[key] = [needs, [index]]
     plans: list[tuple[Layout, list[int]]] = []
-    for needs, members in sorted(groups.items(), key=lambda item: (-len(item[1]), item[1][0])):
-        best_cost = compile_cost(needs) + len(members) * run_cost(needs)
-        best: tuple[int, Layout] | None = None
+    for needs, members in sorted(grouped.values(), key=lambda group: (-len(group[1]), group[1][0])):
+        options = [(_plan_cost(needs, len(members), weight), len(plans), needs)]
         for k, (layout, planned) in enumerate(plans):
             merged = union(layout, needs)
-            cost = (
-                compile_cost(merged)
-                - compile_cost(layout)
-                + (len(planned) + len(members)) * run_cost(merged)
-                - len(planned) * run_cost(layout)
-            )
-            if cost < best_cost:
-                best_cost, best = cost, (k, merged)
-        if best is None:
-            plans.append((needs, list(members)))
+            added = _plan_cost(merged, len(planned) + len(members), weight) - _plan_cost(layout, len(planned), weight)
+            options.append((added, k, merged))
+        _, best, layout = min(options, key=lambda option: option[:2])
+        if best == len(plans):
+            plans.append((layout, list(members)))
         else:
-            k, merged = best
-            plans[k] = (merged, plans[k][1] + members)
+            plans[best] = (layout, plans[best][1] + members)
     return [(layout, sorted(members)) for layout, members in plans], errors
+
+
+def _plan_cost(layout: Layout, count: int, weight: float) -> float:
+    return compile_cost(layout) + weight * count * run_cost(layout)
 
 
 # Classes
@@ -367,22 +464,81 @@ def _close(x: np.ndarray, reference: np.ndarray, rtol: float, atol: float) -> bo
 
 
 def signatures(
-    programs: Sequence[Program], steps: int = 8, seed: int = 0, chunk: int = DEFAULT_CHUNK
+    programs: Sequence[Program],
+    steps: int = 8,
+    seed: int = 0,
+    chunk: int = DEFAULT_CHUNK,
+    workers: int | None = None,
 ) -> tuple[np.ndarray, list[str | None]]:
     """(programs, steps·batch) normalised reward streams (float64, NaN rows for failures) and
-    each program's error (None when its signature is complete)."""
+    each program's error (None when its signature is complete).
+
+    ``workers`` processes run the layouts (None: one per CPU core when the modelled work is
+    worth starting them, else this process). Results do not depend on it.
+    """
     programs = list(programs)
     _check_arguments(programs, steps, chunk)
     rows = np.full((len(programs), steps * BATCH), np.nan)
     plans, prepare_errors = plan_layouts(programs)
     errors: list[str | None] = [prepare_errors.get(i) for i in range(len(programs))]
-    for layout, members in plans:
-        runner = LayoutRunner(layout, steps, seed, min(chunk, len(members)))
-        layout_rows, layout_errors = runner.run([programs[i] for i in members])
-        rows[members] = layout_rows
-        for i, error in zip(members, layout_errors):
-            errors[i] = error
+    workers = _worker_count(workers, plans)
+    pool = (
+        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+        if workers > 1
+        else None
+    )
+    try:
+        pending = []
+        for layout, members, layout_chunk in _tasks(plans, chunk, workers):
+            stacked, positions, encode_errors = encode_programs([programs[i] for i in members], layout)
+            for j, error in encode_errors.items():
+                errors[members[j]] = error
+            if stacked is None:
+                continue
+            arguments = (layout, steps, seed, layout_chunk, stacked)
+            result = pool.submit(_run_task, *arguments) if pool else _run_task(*arguments)
+            pending.append(([members[j] for j in positions], result))
+        for indices, result in pending:
+            task_rows, task_errors = result.result() if isinstance(result, Future) else result
+            rows[indices] = task_rows
+            for i, error in zip(indices, task_errors):
+                errors[i] = error
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     return rows, errors
+
+
+PARALLEL_MIN_SECONDS = 120.0
+"""Modelled work below which starting worker processes (a JAX import and compiles each) does not pay."""
+
+
+def _worker_count(workers: int | None, plans: list[tuple[Layout, list[int]]]) -> int:
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        return workers
+    if jax.default_backend() != "cpu":
+        return 1
+    modelled = sum(compile_cost(layout) + len(members) * run_cost(layout) for layout, members in plans)
+    return (os.cpu_count() or 1) if modelled >= PARALLEL_MIN_SECONDS else 1
+
+
+def _tasks(plans: list[tuple[Layout, list[int]]], chunk: int, workers: int):
+    """(layout, program indices, chunk) batches in submission order.
+
+    With several workers, layouts are cut into batches so that the workers stay balanced; all
+    first batches go first, so a layout's later batches find its compile in the persistent cache.
+    """
+    total = sum(len(members) for _, members in plans)
+    size = total if workers == 1 else max(chunk, -(-total // (4 * workers)))
+    batches = []
+    for layout, members in plans:
+        layout_chunk = min(chunk, len(members))
+        cost = compile_cost(layout) + len(members) * run_cost(layout)
+        for k, start in enumerate(range(0, len(members), size)):
+            batches.append(((k, -cost), (layout, members[start : start + size], layout_chunk)))
+    return [task for _, task in sorted(batches, key=lambda item: item[0])]
 
 
 def deduplicate(
@@ -392,12 +548,13 @@ def deduplicate(
     rtol: float = 1e-3,
     atol: float = 1e-5,
     chunk: int = DEFAULT_CHUNK,
+    workers: int | None = None,
 ) -> Dedup:
     """Drop failing programs and keep the smallest (fewest ops, then earliest) of each class."""
     if rtol < 0 or atol < 0:
         raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
     programs = list(programs)
-    rows, errors = signatures(programs, steps, seed, chunk)
+    rows, errors = signatures(programs, steps, seed, chunk, workers)
     ok = [i for i, error in enumerate(errors) if error is None]
     representative = equivalence_classes(rows, sorted(ok, key=lambda i: (programs[i].size, i)), rtol, atol)
     unique = [p for i, p in enumerate(programs) if representative[i] == i]

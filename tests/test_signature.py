@@ -21,6 +21,7 @@ from search.signature import (
     gridworld_transitions,
     normalise,
     plan_layouts,
+    program_layout,
     signatures,
     union,
 )
@@ -191,3 +192,17 @@ def test_bad_arguments_are_rejected():
         signatures([FAST], steps=0)
     with pytest.raises(ValueError, match="tolerances must be non-negative"):
         deduplicate([FAST], rtol=-1.0)
+
+
+def test_program_layout_equals_the_interpreters_own():
+    for program in list(CURIOSITY.values()) + list(CANDIDATES.values()):
+        assert program_layout(program) == Layout.for_programs([program])
+
+
+@pytest.mark.slow
+def test_worker_processes_and_chunk_sizes_give_the_same_result():
+    programs = list(CANDIDATES.values())
+    here = signatures(programs, chunk=4, workers=1)
+    # Two workers take one batch each and find the compile in the persistent cache.
+    np.testing.assert_array_equal(signatures(programs, chunk=4, workers=2)[0], here[0])
+    np.testing.assert_array_equal(here[0], dedup_candidates().signatures)
