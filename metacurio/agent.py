@@ -362,6 +362,118 @@ def _reports_agent_pose(env_reset, env_step, env_config, env_spec: EnvSpec) -> b
     return "agent_pos" in info and "agent_dir" in info
 
 
+def make_optimizer(config: PPOConfig) -> optax.GradientTransformation:
+    """Adam with global-norm clipping; its learning rate decays linearly per PPO update."""
+    steps_per_update = config.num_epochs * config.num_minibatches
+    return optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm),
+        optax.adam(lambda count: learning_rate(config, count // steps_per_update), eps=config.adam_eps),
+    )
+
+
+def learning_rate(config: PPOConfig, update_index):
+    # Clamped so that running past the planned lifetime never turns into gradient ascent.
+    return config.learning_rate * jnp.maximum(1.0 - update_index / config.num_updates, 0.0)
+
+
+class ShapedReward(NamedTuple):
+    """One env timestep's rewards through the pipeline, with the pipeline's new states."""
+
+    reward: jax.Array
+    """(N,) the normalised reward PPO optimises."""
+    intrinsic: jax.Array
+    combined: jax.Array
+    curiosity_state: Any
+    combiner_state: Any
+    reward_normalizer: ReturnNormalizer
+    metrics: dict
+    """Batch means of the rewards and of the curiosity and combiner metrics."""
+
+
+def make_reward_step(env_spec: EnvSpec, config: PPOConfig, curiosity: CuriosityModule, combiner: RewardCombiner):
+    """The reward pipeline of one env timestep: curiosity, combiner, return normalisation.
+
+    The returned ``reward_step(curiosity_state, combiner_state, reward_normalizer, obs, action,
+    next_obs, extrinsic, done, tau, policy_params) -> ShapedReward`` takes the N transitions of
+    one timestep; ``action`` is what the environment executed (indices if discrete), ``done``
+    marks episodes that ended at this step and ``tau`` is the lifetime fraction.
+    """
+
+    def reward_step(curiosity_state, combiner_state, reward_normalizer, obs, action, next_obs, extrinsic, done, tau, policy_params):
+        intrinsic, curiosity_state, curiosity_metrics = curiosity.step(
+            curiosity_state, CuriosityBatch(obs, one_hot_actions(action, env_spec), next_obs, policy_params)
+        )
+        combined, combiner_state, combiner_metrics = combiner.step(combiner_state, CombinerBatch(intrinsic, extrinsic, tau))
+        if config.normalize_reward:
+            reward, reward_normalizer = reward_normalizer.normalize(combined, done, config.gamma, config.reward_clip)
+        else:
+            reward = combined
+        metrics = {
+            "intrinsic_reward": jnp.mean(intrinsic),
+            "extrinsic_reward": jnp.mean(extrinsic),
+            "combined_reward": jnp.mean(combined),
+            "reward": jnp.mean(reward),
+            **{f"curiosity/{name}": jnp.mean(v) for name, v in curiosity_metrics.items()},
+            **{f"combiner/{name}": jnp.mean(v) for name, v in combiner_metrics.items()},
+        }
+        return ShapedReward(reward, intrinsic, combined, curiosity_state, combiner_state, reward_normalizer, metrics)
+
+    return reward_step
+
+
+def make_ppo_update(config: PPOConfig, discrete: bool, optimizer: optax.GradientTransformation):
+    """GAE and ``num_epochs`` passes of minibatch PPO over one rollout.
+
+    The returned ``ppo_update(params, opt_state, rollout, key) -> (params, opt_state,
+    loss_metrics)`` takes a ``Transition`` with (T, N) leading axes collected by ``params``;
+    loss metrics are means over every minibatch step.
+    """
+
+    def minibatch_step(params_and_opt, minibatch: PPOBatch):
+        params, opt_state = params_and_opt
+        grads, loss_metrics = jax.grad(ppo_loss, has_aux=True)(params, minibatch, config, discrete)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss_metrics
+
+    def epoch(params_and_opt, key, batch: PPOBatch):
+        order = jax.random.permutation(key, config.batch_size)
+        minibatches = jax.tree_util.tree_map(
+            lambda x: x[order].reshape((config.num_minibatches, config.minibatch_size) + x.shape[1:]),
+            batch,
+        )
+        return jax.lax.scan(minibatch_step, params_and_opt, minibatches)
+
+    def ppo_update(params, opt_state, rollout: Transition, key):
+        # One batched pass gives V(true next state) for every step: at an episode end that is the
+        # final observation's value, elsewhere the next step's observation.
+        flat_next_obs = rollout.next_obs.reshape((config.batch_size,) + rollout.next_obs.shape[2:])
+        _, next_values = apply_actor_critic(params, flat_next_obs)
+        advantages, targets = compute_gae(
+            rollout.reward,
+            rollout.value,
+            next_values.reshape(rollout.value.shape),
+            rollout.terminal,
+            rollout.done,
+            config.gamma,
+            config.gae_lambda,
+        )
+        if config.normalize_advantages:
+            # ddof=1 as torch's std in the original.
+            advantages = (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-5)
+        batch = jax.tree_util.tree_map(
+            lambda x: x.reshape((config.batch_size,) + x.shape[2:]),
+            PPOBatch(rollout.obs, rollout.action, rollout.log_prob, rollout.value, advantages, targets),
+        )
+        (params, opt_state), loss_metrics = jax.lax.scan(
+            lambda carry, k: epoch(carry, k, batch),
+            (params, opt_state),
+            jax.random.split(key, config.num_epochs),
+        )
+        return params, opt_state, {name: value.mean() for name, value in loss_metrics.items()}
+
+    return ppo_update
+
+
 def make_train(
     env_reset,
     env_step,
@@ -385,19 +497,13 @@ def make_train(
         )
     combiner = SumCombiner() if combiner is None else combiner
     num_envs, discrete = config.num_envs, env_spec.discrete
-    steps_per_update = config.num_epochs * config.num_minibatches
 
     # Coverage is the gridworld's exploration score; other environments have no agent pose.
     tracks_coverage = _reports_agent_pose(env_reset, env_step, env_config, env_spec)
 
-    def learning_rate(update_index):
-        # Clamped so that running past the planned lifetime never turns into gradient ascent.
-        return config.learning_rate * jnp.maximum(1.0 - update_index / config.num_updates, 0.0)
-
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(config.max_grad_norm),
-        optax.adam(lambda count: learning_rate(count // steps_per_update), eps=config.adam_eps),
-    )
+    optimizer = make_optimizer(config)
+    reward_step = make_reward_step(env_spec, config, curiosity, combiner)
+    ppo_update = make_ppo_update(config, discrete, optimizer)
     reset_envs = jax.vmap(lambda key: env_reset(key, env_config))
     step_envs = jax.vmap(lambda key, state, action: env_step(key, state, action, env_config))
 
@@ -429,27 +535,18 @@ def make_train(
             jax.random.split(env_key, num_envs), state.env_state, action
         )
         next_obs = info["final_obs"]
-        intrinsic, curiosity_state, curiosity_metrics = curiosity.step(
-            state.curiosity_state,
-            CuriosityBatch(state.obs, one_hot_actions(action, env_spec), next_obs, state.params),
-        )
         tau = jnp.full(num_envs, state.env_steps / config.lifetime_steps, jnp.float32)
-        combined, combiner_state, combiner_metrics = combiner.step(
-            state.combiner_state, CombinerBatch(intrinsic, extrinsic, tau)
-        )
         done = terminated | truncated
-        if config.normalize_reward:
-            reward, reward_normalizer = state.reward_normalizer.normalize(
-                combined, done, config.gamma, config.reward_clip
-            )
-        else:
-            reward, reward_normalizer = combined, state.reward_normalizer
+        shaped = reward_step(
+            state.curiosity_state, state.combiner_state, state.reward_normalizer,
+            state.obs, action, next_obs, extrinsic, done, tau, state.params,
+        )  # fmt: skip
         transition = Transition(
             obs=state.obs,
             action=action,
             log_prob=action_log_prob(policy_out, action, discrete),
             value=value,
-            reward=reward,
+            reward=shaped.reward,
             next_obs=next_obs,
             terminal=terminated if config.bootstrap_truncation else done,
             done=done,
@@ -457,22 +554,17 @@ def make_train(
         episode_return = state.episode_return + extrinsic
         episode_length = state.episode_length + 1
         metrics = {
-            "intrinsic_reward": jnp.mean(intrinsic),
-            "extrinsic_reward": jnp.mean(extrinsic),
-            "combined_reward": jnp.mean(combined),
-            "reward": jnp.mean(reward),
+            **shaped.metrics,
             "episode_return_sum": jnp.sum(jnp.where(done, episode_return, 0.0)),
             "episode_length_sum": jnp.sum(jnp.where(done, episode_length, 0)),
             "episode_count": jnp.sum(done, dtype=jnp.int32),
-            **{f"curiosity/{name}": jnp.mean(v) for name, v in curiosity_metrics.items()},
-            **{f"combiner/{name}": jnp.mean(v) for name, v in combiner_metrics.items()},
         }
         state = state.replace(
             env_state=env_state,
             obs=obs,
-            curiosity_state=curiosity_state,
-            combiner_state=combiner_state,
-            reward_normalizer=reward_normalizer,
+            curiosity_state=shaped.curiosity_state,
+            combiner_state=shaped.combiner_state,
+            reward_normalizer=shaped.reward_normalizer,
             coverage=(
                 update_coverage(state.coverage, info["agent_pos"], info["agent_dir"])
                 if tracks_coverage
@@ -485,56 +577,18 @@ def make_train(
         )
         return state, (transition, metrics)
 
-    def minibatch_step(params_and_opt, minibatch: PPOBatch):
-        params, opt_state = params_and_opt
-        grads, loss_metrics = jax.grad(ppo_loss, has_aux=True)(params, minibatch, config, discrete)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss_metrics
-
-    def epoch(params_and_opt, key, batch: PPOBatch):
-        order = jax.random.permutation(key, config.batch_size)
-        minibatches = jax.tree_util.tree_map(
-            lambda x: x[order].reshape((config.num_minibatches, config.minibatch_size) + x.shape[1:]),
-            batch,
-        )
-        return jax.lax.scan(minibatch_step, params_and_opt, minibatches)
-
     def update(state: TrainState, _):
         state, (rollout, step_metrics) = jax.lax.scan(
             env_timestep, state, None, config.rollout_steps
         )
-        # One batched pass gives V(true next state) for every step: at an episode end that is the
-        # final observation's value, elsewhere the next step's observation.
-        flat_next_obs = rollout.next_obs.reshape((config.batch_size,) + rollout.next_obs.shape[2:])
-        _, next_values = apply_actor_critic(state.params, flat_next_obs)
-        advantages, targets = compute_gae(
-            rollout.reward,
-            rollout.value,
-            next_values.reshape(rollout.value.shape),
-            rollout.terminal,
-            rollout.done,
-            config.gamma,
-            config.gae_lambda,
-        )
-        if config.normalize_advantages:
-            # ddof=1 as torch's std in the original.
-            advantages = (advantages - advantages.mean()) / (advantages.std(ddof=1) + 1e-5)
-        batch = jax.tree_util.tree_map(
-            lambda x: x.reshape((config.batch_size,) + x.shape[2:]),
-            PPOBatch(rollout.obs, rollout.action, rollout.log_prob, rollout.value, advantages, targets),
-        )
         key, shuffle_key = jax.random.split(state.key)
-        (params, opt_state), loss_metrics = jax.lax.scan(
-            lambda carry, k: epoch(carry, k, batch),
-            (state.params, state.opt_state),
-            jax.random.split(shuffle_key, config.num_epochs),
-        )
+        params, opt_state, loss_metrics = ppo_update(state.params, state.opt_state, rollout, shuffle_key)
         metrics = {
             name: value.sum() if name.startswith("episode_") else value.mean()
             for name, value in step_metrics.items()
         }
-        metrics.update({name: value.mean() for name, value in loss_metrics.items()})
-        metrics["learning_rate"] = learning_rate(state.updates)
+        metrics.update(loss_metrics)
+        metrics["learning_rate"] = learning_rate(config, state.updates)
         if tracks_coverage:
             metrics["coverage"] = coverage_count(state.coverage)
         state = state.replace(params=params, opt_state=opt_state, updates=state.updates + 1, key=key)
