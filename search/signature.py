@@ -71,6 +71,11 @@ SIGNATURE_ENV = EnvSpec(
     obs_shape=(gridworld.EMPTY.size, gridworld.EMPTY.size, 3), action_dim=gridworld.NUM_ACTIONS, batch_size=BATCH
 )
 """The paper's empty room seen by a batch of ``BATCH`` transitions."""
+WARMUP_STEPS = 50
+"""Random steps before the recorded ones. Every room starts in the same pose, and from there a few
+random steps (most actions do nothing or only turn) show a handful of near-identical states, on
+which different memories and queries (kNN on s versus on s') look alike; after 50 steps the
+five agents are spread over the room."""
 
 RUN_SECONDS_PER_NODE = 0.54e-3
 """Cost model, fitted to FAST run in six layouts from its own to the whole space's (one loaded
@@ -113,7 +118,8 @@ class Transitions:
 
 
 def gridworld_transitions(steps: int, key: jax.Array, config: gridworld.GridConfig = gridworld.EMPTY) -> Transitions:
-    """``steps`` transitions of ``BATCH`` rooms under uniformly random actions."""
+    """``steps`` transitions of ``BATCH`` rooms under uniformly random actions, after
+    ``WARMUP_STEPS`` unrecorded ones."""
     reset_key, step_key = jax.random.split(key)
     reset = jax.vmap(lambda k: gridworld.reset(k, config))
     step = jax.vmap(lambda k, s, a: gridworld.step(k, s, a, config))
@@ -127,8 +133,8 @@ def gridworld_transitions(steps: int, key: jax.Array, config: gridworld.GridConf
         return (next_obs, state), (batch, terminated | truncated)
 
     start = reset(jax.random.split(reset_key, BATCH))
-    _, (batches, done) = jax.lax.scan(body, start, jax.random.split(step_key, steps))
-    return Transitions(batches, done)
+    _, (batches, done) = jax.lax.scan(body, start, jax.random.split(step_key, WARMUP_STEPS + steps))
+    return jax.tree.map(lambda x: x[WARMUP_STEPS:], Transitions(batches, done))
 
 
 def normalise(rewards: jax.Array, done: jax.Array) -> jax.Array:
