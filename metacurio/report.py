@@ -24,6 +24,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from metacurio import program_io, render
+from metacurio.program import Program
 from search import store as st
 from search.predictor import default_vocabulary, program_features, simulate_recall
 from search.schedule import step_savings, top_threshold
@@ -342,7 +343,8 @@ def locate(data: RunData, program_id: str) -> str:
     decision = data.decision(st.SEARCH, row.id)
     result = data.results.get(st.SEARCH, {}).get(row.id)
     if decision is None:
-        return prefix + "not evaluated yet"
+        limit = data.config.limit
+        return prefix + (f"not selected within the search's limit of {limit} programs" if limit else "not evaluated yet")
     if decision == st.FAILED:
         return prefix + f"failed in evaluation: {result.error if result else 'no result'}"
     if decision == st.STOPPED:
@@ -353,11 +355,29 @@ def locate(data: RunData, program_id: str) -> str:
     return prefix + f"rank {rank} of {len(ranking)} completed ({_pm(result.mean, result.stderr)})"
 
 
-def section_references(data: RunData, references: Sequence[tuple[str, str]]) -> list[str]:
+def variants(data: RunData, program) -> str:
+    """Where the run's programs with the same operations as ``program`` landed (e.g. FAST-like ones)."""
+    ops = sorted(node.op for node in program.nodes)
+    same = [pid for pid, row in data.programs.items() if sorted(row.ops.split()) == ops and pid != program.id]
+    if not same:
+        return "none in the space"
+    ranks = {r.program_id: i for i, r in enumerate(data.ranking, start=1)}
+    ranked = sorted(ranks[pid] for pid in same if pid in ranks)
+    best = f"; best rank {ranked[0]} of {len(data.ranking)}" if ranked else ""
+    return f"{len(same)} in the space, {len(ranked)} completed{best}"
+
+
+def section_references(data: RunData, references: Sequence[tuple[str, Program]]) -> list[str]:
+    """``references`` are (name, program) pairs."""
     if not references:
         return []
-    lines = ["## Reference programs", "", "| program | id | where it landed |", "|---|---|---|"]
-    lines += [f"| {name} | `{pid}` | {locate(data, pid)} |" for name, pid in references]
+    lines = [
+        "## Reference programs",
+        "",
+        "| program | id | where it landed | variants with the same operations |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | `{p.id}` | {locate(data, p.id)} | {variants(data, p)} |" for name, p in references]
     return lines + [""]
 
 
@@ -411,14 +431,15 @@ def plot_scores(data: RunData, path: Path) -> Path:
     return _save(figure, path)
 
 
-def plot_sorted(data: RunData, references: Sequence[tuple[str, str]], path: Path) -> Path:
+def plot_sorted(data: RunData, references: Sequence[tuple[str, Program]], path: Path) -> Path:
     ranking = data.ranking
     figure = Figure(figsize=(7, 4))
     ax = figure.add_subplot()
     ranks = np.arange(1, len(ranking) + 1)
     ax.errorbar(ranks, [r.mean for r in ranking], yerr=[r.stderr for r in ranking], fmt=".", ms=3, elinewidth=0.6)
     position = {r.program_id: i for i, r in enumerate(ranking, start=1)}
-    for name, pid in references:
+    for name, program in references:
+        pid = program.id
         row = data.programs.get(pid)
         target = row.class_of if row is not None and row.status == "duplicate" else pid
         if target in position:
@@ -459,9 +480,10 @@ def plot_curves(data: RunData, report: ReportConfig, path: Path) -> Path:
 
 
 def write_report(
-    run_dir: str | Path, report: ReportConfig = DEFAULT, references: Sequence[tuple[str, str]] = ()
+    run_dir: str | Path, report: ReportConfig = DEFAULT, references: Sequence[tuple[str, Program]] = ()
 ) -> list[Path]:
-    """Write RUN/report.md and its PNGs; returns the paths written. ``references`` are (name, program id)."""
+    """Write RUN/report.md, its PNGs and RUN/top/ (the top programs with their dumps); returns the paths
+    written. ``references`` are (name, program) pairs to locate in the run."""
     data = load(run_dir)
     try:
         out = data.run_dir
@@ -482,11 +504,25 @@ def write_report(
         )
         text = "\n".join(line for section in sections for line in section)
         written.insert(0, _write_text(out / REPORT_FILE, text))
+        written += write_top_programs(data, report, out / "top")
         return written
     except sqlite3.Error as err:
         raise StoreError(f"run store in {data.run_dir} is damaged: {err}") from None
     finally:
         data.store.close()
+
+
+def write_top_programs(data: RunData, report: ReportConfig, folder: Path) -> list[Path]:
+    """The top-k completed programs as JSON with their text and DOT dumps, named by rank and id."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for rank, result in enumerate(data.ranking[: report.top_k], start=1):
+        program = _program(data, result.program_id)
+        stem = folder / f"{rank:02d}-{program.id}"
+        written.append(_write_text(stem.with_suffix(".json"), program_io.to_json(program)))
+        written.append(_write_text(stem.with_suffix(".txt"), render.to_text(program)))
+        written.append(_write_text(stem.with_suffix(".dot"), render.to_dot(program)))
+    return written
 
 
 def _write_text(path: Path, text: str) -> Path:
@@ -607,7 +643,7 @@ def cmd_report(args) -> None:
     references = []
     for spec in args.locate:
         program = resolve_program(spec)
-        references.append((program.name or spec, program.id))
+        references.append((program.name or spec, program))
     for path in write_report(args.run, dataclasses.replace(DEFAULT, top_k=args.top), references):
         print(f"wrote {path}")
 

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from metacurio import cli, report
+from metacurio import cli, program_io, report
 from search import store as st
 from search.config import TINY
 from search.store import EvaluationRow, ProgramRow, RunStore
@@ -108,10 +108,14 @@ def test_ranking_is_completed_programs_best_first(run_dir, programs):
 
 
 def test_report_writes_markdown_and_figures(run_dir, programs):
-    written = report.write_report(run_dir, report.ReportConfig(top_k=2, recall_min_programs=3), [("FAST", programs["fast"].id)])
-    names = {p.name for p in written}
+    written = report.write_report(run_dir, report.ReportConfig(top_k=2, recall_min_programs=3), [("FAST", programs["fast"])])
+    names = {p.name for p in written if p.parent == run_dir}
     assert names == {"report.md", "funnel.png", "scores.png", "sorted_scores.png", "curves.png"}
-    assert all(p.stat().st_size > 0 and p.parent == run_dir for p in written)
+    assert all(p.stat().st_size > 0 for p in written)
+    icm_id, rnd_id = programs["icm"].id, programs["rnd"].id
+    top_files = {p.name for p in written if p.parent == run_dir / "top"}
+    assert top_files == {f"{r}-{i}.{ext}" for r, i in (("01", icm_id), ("02", rnd_id)) for ext in ("json", "txt", "dot")}
+    assert program_io.load(run_dir / "top" / f"01-{icm_id}.json").id == icm_id
     assert not list(run_dir.glob("*.tmp"))
     text = (run_dir / "report.md").read_text()
     icm, rnd, fast = (programs[n].id for n in ("icm", "rnd", "fast"))
@@ -127,7 +131,7 @@ def test_report_writes_markdown_and_figures(run_dir, programs):
     fresh = text[text.index("## Top programs on fresh seeds") :]
     assert fresh.index(f"| 1 | `{rnd}` | 2 |") < fresh.index(f"| 2 | `{icm}` | 1 |")
 
-    assert f"| FAST | `{fast}` | rank 3 of 3 completed (50.0 ± 0.0) |" in text
+    assert f"| FAST | `{fast}` | rank 3 of 3 completed (50.0 ± 0.0) | none in the space |" in text
 
     # Stopped rows ran 48 of 144 steps: 4 trials × 96 steps × 2 envs saved.
     run_steps = 6 * FULL_ROW + 4 * 48 * 2
