@@ -377,9 +377,9 @@ def plan_layouts(
 
     Programs are grouped by what dominates a call's cost (their heavy instructions and their
     state; nearly every program has its own full instruction set). Groups, largest first, join
-    the layout where they add the least modelled time or start their own. Returns (layout, program indices) pairs and the
-    programs that could not be laid out, with their errors. ``weight``: programs each one
-    stands for (a benchmark plans a sample as the whole space).
+    the layout where they add the least modelled time or start their own. Returns (layout,
+    program indices) pairs and the programs that could not be laid out, with their errors.
+    ``weight``: programs each one stands for (a benchmark plans a sample as the whole space).
     """
     grouped: dict[tuple, list] = {}
     errors: dict[int, str] = {}

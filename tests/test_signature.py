@@ -170,6 +170,15 @@ def test_layout_plan_covers_every_program_once_and_fits_it():
         assert all(layout.fits(programs[i]) for i in members)
 
 
+def test_plan_trades_compiles_against_lighter_runs():
+    """Few programs share one compile; when each stands for many, heavy programs get their own layout."""
+    programs = [CURIOSITY["fast"], CANDIDATES["double"], CURIOSITY["disagreement"]]
+    few, _ = plan_layouts(programs)
+    assert [members for _, members in few] == [[0, 1, 2]]
+    many, _ = plan_layouts(programs, weight=1e5)
+    assert sorted(members for _, members in many) == [[0, 1], [2]]
+
+
 def test_union_equals_the_layout_of_both_sets():
     a, b = [CURIOSITY["fast"], CURIOSITY["rnd"]], [CURIOSITY["knn_novelty"], CURIOSITY["disagreement"]]
     assert union(Layout.for_programs(a), Layout.for_programs(b)) == Layout.for_programs(a + b)
