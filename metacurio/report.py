@@ -343,7 +343,7 @@ def locate(data: RunData, program_id: str) -> str:
     decision = data.decision(st.SEARCH, row.id)
     result = data.results.get(st.SEARCH, {}).get(row.id)
     if decision is None:
-        limit = data.config.limit
+        limit = data.store.config().limit
         return prefix + (f"not selected within the search's limit of {limit} programs" if limit else "not evaluated yet")
     if decision == st.FAILED:
         return prefix + f"failed in evaluation: {result.error if result else 'no result'}"
