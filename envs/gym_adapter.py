@@ -1,0 +1,612 @@
+"""Any gymnasium environment with Box or Discrete spaces, trained by the project's PPO and reward pipeline.
+
+Gymnasium environments run on the host, so the lifetime is a Python loop around jitted pieces:
+per env timestep one jitted call samples the N actions and gymnasium's ``SyncVectorEnv``
+steps the N environments; after every T steps one jitted call runs the reward pipeline of
+``metacurio.agent`` (curiosity program once per timestep on the N transitions, combiner with τ,
+return normalisation) as a ``lax.scan`` over the T timesteps, then GAE and the PPO update. The
+curiosity program never influences actions within a rollout (the policy is fixed until the
+update), so scanning it after the rollout gives exactly the per-timestep wiring of
+``metacurio.agent.make_train``.
+
+Spaces: vector (or image) Box observations reach agents and programs as float32 arrays,
+Discrete observations one-hot. Discrete actions reach programs one-hot; Box actions (1-D) are
+sampled from a Gaussian policy, clipped to the space's bounds for the environment, and the
+executed (clipped) action is what programs see, since that is what produced the next state.
+
+Episode ends: gymnasium's vector envs default to next-step autoreset, where the step after an
+episode end ignores the action and returns the reset observation, a transition that never
+happened. We ask for same-step autoreset instead: every step is a real transition, and the
+true last observation of an ended episode comes in ``info["final_obs"]``, which is what
+programs and the value bootstrap see. Time-limit truncation bootstraps from that observation's
+value; termination does not (``PPOConfig.bootstrap_truncation``, True in every preset here).
+
+Score: the mean extrinsic return of the episodes that ended during the lifetime (all N
+environments); before any episode has ended, the partial returns of the running episodes stand
+in, so that short smoke runs of long-episode environments still report a number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Sequence
+
+# MuJoCo reads this when it is first imported; EGL renders without a display (episode GIFs).
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import struct  # noqa: E402
+
+from metacurio.agent import (  # noqa: E402
+    PPOConfig,
+    ReturnNormalizer,
+    SumCombiner,
+    Transition,
+    ZeroCuriosity,
+    action_log_prob,
+    learning_rate,
+    make_optimizer,
+    make_ppo_update,
+    make_reward_step,
+    sample_action,
+)
+from metacurio.networks import apply_actor_critic, init_actor_critic  # noqa: E402
+from metacurio.specs import EnvSpec  # noqa: E402
+
+
+class GymEnvError(ValueError):
+    """An environment id gymnasium does not know, or a space this adapter cannot run (one line)."""
+
+
+class UnknownEnvError(GymEnvError):
+    """Gymnasium has no environment of that id."""
+
+
+class GymTrainError(RuntimeError):
+    """A lifetime that cannot go on: a program produced non-finite rewards or parameters."""
+
+
+# Spaces
+
+
+@dataclasses.dataclass(frozen=True)
+class Spaces:
+    """What the agent and programs need to know about one environment's spaces."""
+
+    env_id: str
+    obs_shape: tuple[int, ...]
+    """Shape of one observation as agents see it ((n,) one-hot for a Discrete space)."""
+    obs_values: int | None
+    """Number of values of a Discrete observation space; None for Box."""
+    obs_start: int
+    """Smallest value of a Discrete observation space."""
+    action_dim: int
+    """Number of discrete actions, or the length of a Box action."""
+    discrete: bool
+    action_start: int
+    """Smallest value of a Discrete action space (gymnasium's ``start``)."""
+    action_low: tuple[float, ...] | None
+    """Bounds of a Box action, to clip the Gaussian policy's samples; None if discrete."""
+    action_high: tuple[float, ...] | None
+
+    def env_spec(self, num_envs: int) -> EnvSpec:
+        return EnvSpec(obs_shape=self.obs_shape, action_dim=self.action_dim, discrete=self.discrete, batch_size=num_envs)
+
+    def observations(self, raw) -> np.ndarray:
+        """A batch of raw observations as agents see them: float32, Discrete ones one-hot."""
+        raw = np.asarray(raw)
+        if self.obs_values is None:
+            return raw.astype(np.float32, copy=False).reshape((-1,) + self.obs_shape)
+        return np.eye(self.obs_values, dtype=np.float32)[raw.reshape(-1).astype(np.int64) - self.obs_start]
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """The policy's actions as the environments take them."""
+        if self.discrete:
+            return actions.astype(np.int64) + self.action_start
+        return np.clip(actions, self.action_low, self.action_high).astype(np.float32)
+
+    def executed(self, actions: jax.Array) -> jax.Array:
+        """The actions the environments executed, in the agent's coordinates (JAX)."""
+        if self.discrete:
+            return actions
+        return jnp.clip(actions, jnp.asarray(self.action_low), jnp.asarray(self.action_high))
+
+
+def spaces_of(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> Spaces:
+    """Check that an environment's spaces are supported and describe them."""
+    obs_values, obs_start = None, 0
+    if isinstance(observation_space, gym.spaces.Box):
+        obs_shape = tuple(int(d) for d in observation_space.shape)
+    elif isinstance(observation_space, gym.spaces.Discrete):
+        obs_values, obs_start = int(observation_space.n), int(observation_space.start)
+        obs_shape = (obs_values,)
+    else:
+        raise GymEnvError(
+            f"{env_id}: unsupported observation space {type(observation_space).__name__} (supported: Box, Discrete)"
+        )
+    if isinstance(action_space, gym.spaces.Discrete):
+        return Spaces(env_id, obs_shape, obs_values, obs_start, int(action_space.n), True, int(action_space.start), None, None)
+    if isinstance(action_space, gym.spaces.Box):
+        if len(action_space.shape) != 1:
+            raise GymEnvError(f"{env_id}: unsupported action space Box{action_space.shape} (Box actions must be 1-D)")
+        low = tuple(float(x) for x in action_space.low)
+        high = tuple(float(x) for x in action_space.high)
+        return Spaces(env_id, obs_shape, obs_values, obs_start, int(action_space.shape[0]), False, 0, low, high)
+    raise GymEnvError(f"{env_id}: unsupported action space {type(action_space).__name__} (supported: Box, Discrete)")
+
+
+def make_env(env_id: str, max_episode_steps: int | None = None, render_mode: str | None = None) -> gym.Env:
+    """``gym.make`` with its many failure modes turned into one-line ``GymEnvError``s."""
+    kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    try:
+        return gym.make(env_id, **kwargs)
+    except (gym.error.NameNotFound, gym.error.NamespaceNotFound, gym.error.VersionNotFound) as err:
+        raise UnknownEnvError(f"unknown gymnasium environment {env_id!r}: {_one_line(err)}") from None
+    except (gym.error.Error, ImportError, TypeError, ValueError) as err:
+        raise GymEnvError(f"cannot make gymnasium environment {env_id!r}: {_one_line(err)}") from None
+
+
+def inspect_env(env_id: str) -> Spaces:
+    """The spaces of ``env_id``, after checking that it exists and is supported."""
+    env = make_env(env_id)
+    try:
+        return spaces_of(env_id, env.observation_space, env.action_space)
+    finally:
+        env.close()
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+# Presets
+
+
+@dataclasses.dataclass(frozen=True)
+class GymPreset:
+    """One environment with an agent, a lifetime budget and trial seeds."""
+
+    env_id: str
+    """A gymnasium environment id."""
+    ppo: PPOConfig
+    """Agent and lifetime: N envs, T steps per rollout, steps per env per lifetime."""
+    seeds: tuple[int, ...]
+    """Trial seeds: each seeds the agent (JAX) and the N environments (seed, seed + 1, ...)."""
+    max_episode_steps: int | None = None
+    """Episode time limit; None keeps gymnasium's registered limit."""
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "GymPreset":
+        fields = json.loads(text)
+        return cls(fields["env_id"], PPOConfig(**fields["ppo"]), tuple(fields["seeds"]), fields["max_episode_steps"])
+
+
+CONTINUOUS_CONTROL_PPO = PPOConfig(
+    num_envs=5,
+    rollout_steps=256,
+    lifetime_steps=10_000,
+    learning_rate=3e-4,
+    clip_eps=0.2,
+    num_epochs=10,
+    num_minibatches=32,
+    bootstrap_truncation=True,
+)
+"""The original's "MuJoCo" PPO arguments with Lunar Lander's budget (experiment 2-100): 5 envs ×
+39 updates of 256 steps = 9,984 steps per env, proper time limits."""
+
+ATARI_PPO = PPOConfig(num_envs=5, rollout_steps=12, lifetime_steps=7_500, bootstrap_truncation=True)
+"""The original's "Atari" PPO arguments with Acrobot's budget (experiment 2-98): 5 envs × 625
+updates of 12 steps, proper time limits."""
+
+ANT_PPO = dataclasses.replace(CONTINUOUS_CONTROL_PPO, num_envs=1, rollout_steps=2048, lifetime_steps=500_000)
+"""Experiments 2-103 ff.: one env × 244 updates of 2,048 steps (≈500k steps)."""
+
+TRANSFER_SEEDS = (4, 104, 204)
+"""Trial seeds, the gridworld search's formula (3 + 100·i + offset 1); the original's transfer
+seeds were offsets 1 and 2 of its own seeding, which has no counterpart here."""
+
+
+def _quick(ppo: PPOConfig, rollout_steps: int, lifetime_steps: int, minibatches: int) -> PPOConfig:
+    return dataclasses.replace(ppo, rollout_steps=rollout_steps, lifetime_steps=lifetime_steps, num_minibatches=minibatches)
+
+
+PRESETS: dict[str, dict[str, GymPreset]] = {
+    "LunarLander-v3": {
+        "paper": GymPreset("LunarLander-v3", CONTINUOUS_CONTROL_PPO, TRANSFER_SEEDS[:2], max_episode_steps=500),
+        "quick": GymPreset("LunarLander-v3", _quick(CONTINUOUS_CONTROL_PPO, 64, 256, 4), TRANSFER_SEEDS[:2], 500),
+    },
+    "LunarLanderContinuous-v3": {
+        "paper": GymPreset("LunarLanderContinuous-v3", CONTINUOUS_CONTROL_PPO, TRANSFER_SEEDS[:2], max_episode_steps=500),
+        "quick": GymPreset("LunarLanderContinuous-v3", _quick(CONTINUOUS_CONTROL_PPO, 64, 256, 4), TRANSFER_SEEDS[:2], 500),
+    },
+    "Acrobot-v1": {
+        "paper": GymPreset("Acrobot-v1", ATARI_PPO, TRANSFER_SEEDS[:2], max_episode_steps=500),
+        "quick": GymPreset("Acrobot-v1", _quick(ATARI_PPO, 12, 240, 4), TRANSFER_SEEDS[:2], 500),
+    },
+    "Ant-v5": {
+        "paper": GymPreset("Ant-v5", ANT_PPO, TRANSFER_SEEDS),
+        "quick": GymPreset("Ant-v5", _quick(ANT_PPO, 128, 256, 4), TRANSFER_SEEDS[:2]),
+    },
+}
+"""The paper's transfer budgets (reference §9.2), each with a ``quick`` preset for smoke runs."""
+
+GENERIC = {
+    "paper": GymPreset("", CONTINUOUS_CONTROL_PPO, TRANSFER_SEEDS[:2]),
+    "quick": GymPreset("", dataclasses.replace(CONTINUOUS_CONTROL_PPO, num_envs=2, rollout_steps=64, lifetime_steps=256, num_minibatches=4), TRANSFER_SEEDS[:2]),
+}
+"""Any other environment: the continuous-control agent (the paper's settings for vector
+observations) with Lunar Lander's budget, or a small quick run."""
+
+
+def preset(env_id: str, name: str = "paper") -> GymPreset:
+    """The named preset of ``env_id`` (the generic one for environments the paper did not use)."""
+    named = PRESETS.get(env_id)
+    if named is None:
+        if name not in GENERIC:
+            raise GymEnvError(f"unknown preset {name!r}; known: {', '.join(GENERIC)}")
+        return dataclasses.replace(GENERIC[name], env_id=env_id)
+    if name not in named:
+        raise GymEnvError(f"unknown preset {name!r} for {env_id}; known: {', '.join(named)}")
+    return named[name]
+
+
+# Training
+
+
+@struct.dataclass
+class GymTrainState:
+    """What a gymnasium lifetime carries on the device between jitted calls."""
+
+    params: Any
+    opt_state: Any
+    curiosity_state: Any
+    combiner_state: Any
+    reward_normalizer: ReturnNormalizer
+    updates: jax.Array
+    key: jax.Array
+
+
+@struct.dataclass
+class Rollout:
+    """T steps of the N environments, as the host collected them; leading axes (T, N)."""
+
+    obs: jax.Array
+    action: jax.Array
+    """The policy's samples (before clipping to a Box's bounds)."""
+    next_obs: jax.Array
+    """True next observation (the final one at an episode end)."""
+    extrinsic: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class GymResult:
+    """One trial's lifetime on a gymnasium environment."""
+
+    seed: int
+    score: float
+    """Mean extrinsic return of the episodes that ended in the lifetime (see the module doc)."""
+    curve: tuple[float, ...]
+    """The score so far after every PPO update."""
+    steps: tuple[int, ...]
+    """Env steps per environment after every update."""
+    episode_returns: tuple[float, ...]
+    """Extrinsic return of every episode that ended, in order of ending."""
+    metrics: dict[str, np.ndarray]
+    """Per-update means of the reward pipeline's and PPO's diagnostics."""
+    env_steps: int
+    """Steps taken, all N environments together."""
+    compile_seconds: float
+    """Compilation of this trainer's jitted functions (zero when it was already compiled)."""
+    seconds: float
+    """Wall-clock time of the lifetime itself, compilation excluded."""
+    params: Any = dataclasses.field(repr=False, compare=False, default=None)
+    """The agent's actor-critic parameters at the end of the lifetime."""
+
+
+class GymTrainer:
+    """Jitted agent and reward pipeline for one (environment, agent, curiosity, combiner) combination.
+
+    ``curiosity`` and ``combiner`` are compiled programs or modules with ``init``/``step``
+    (``metacurio.agent.CuriosityModule``); None means no intrinsic reward / intrinsic + extrinsic.
+    Build once and call ``run`` for every trial seed: compilation happens on the first call. The
+    policy and the PPO update depend only on the environment and the agent, so they are compiled
+    once per process for all programs; only the reward pipeline is compiled per program.
+    """
+
+    def __init__(self, spaces: Spaces, ppo: PPOConfig, curiosity=None, combiner=None):
+        self.spaces, self.ppo = spaces, ppo
+        self.env_spec = spaces.env_spec(ppo.num_envs)
+        self._curiosity = ZeroCuriosity() if curiosity is None else curiosity
+        self._combiner = SumCombiner() if combiner is None else combiner
+        self._rewards = None
+
+    def init(self, seed: int) -> GymTrainState:
+        agent_key, curiosity_key, combiner_key, run_key = jax.random.split(jax.random.PRNGKey(seed), 4)
+        spec = self.env_spec
+        params = init_actor_critic(agent_key, spec.obs_shape, spec.action_dim, spec.discrete)
+        return GymTrainState(
+            params=params,
+            opt_state=make_optimizer(self.ppo).init(params),
+            curiosity_state=self._curiosity.init(curiosity_key, spec),
+            combiner_state=self._combiner.init(combiner_key, spec),
+            reward_normalizer=ReturnNormalizer.create(self.ppo.num_envs),
+            updates=jnp.zeros((), jnp.int32),
+            key=run_key,
+        )
+
+    def _rewards_impl(self, state: GymTrainState, rollout: Rollout, start_step):
+        """The reward pipeline over one rollout, timestep by timestep, as ``make_train`` runs it."""
+        ppo, spec = self.ppo, self.env_spec
+        num_envs = rollout.extrinsic.shape[1]
+        reward_step = make_reward_step(spec, ppo, self._curiosity, self._combiner)
+
+        def timestep(carry, inputs):
+            obs, action, next_obs, extrinsic, terminated, truncated, t = inputs
+            tau = jnp.full(num_envs, (start_step + t) / ppo.lifetime_steps, jnp.float32)
+            shaped = reward_step(
+                *carry, obs, self.spaces.executed(action), next_obs, extrinsic, terminated | truncated, tau, state.params
+            )
+            return (shaped.curiosity_state, shaped.combiner_state, shaped.reward_normalizer), (shaped.reward, shaped.metrics)
+
+        (curiosity_state, combiner_state, reward_normalizer), (rewards, step_metrics) = jax.lax.scan(
+            timestep,
+            (state.curiosity_state, state.combiner_state, state.reward_normalizer),
+            (rollout.obs, rollout.action, rollout.next_obs, rollout.extrinsic, rollout.terminated, rollout.truncated, jnp.arange(ppo.rollout_steps)),
+        )
+        metrics = {name: jnp.mean(value) for name, value in step_metrics.items()}
+        metrics["finite"] = jnp.all(jnp.isfinite(rewards))
+        state = state.replace(curiosity_state=curiosity_state, combiner_state=combiner_state, reward_normalizer=reward_normalizer)
+        return state, rewards, metrics
+
+    def compile(self) -> float:
+        """Compile the jitted functions ahead of the first trial; returns the seconds it took."""
+        if self._rewards is not None:
+            return 0.0
+        agent = _compiled_agent(self.env_spec, self.ppo)
+        agent_seconds, agent.seconds = agent.seconds, 0.0
+        start = time.perf_counter()
+        state = self.init(0)
+        self._rewards = jax.jit(self._rewards_impl).lower(state, _empty_rollout(self.ppo, self.env_spec), jnp.zeros((), jnp.int32)).compile()
+        return agent_seconds + time.perf_counter() - start
+
+    def run(self, seed: int, max_episode_steps: int | None = None, on_update: Callable[[int, int], None] | None = None) -> GymResult:
+        """One lifetime with trial seed ``seed``; ``on_update(done, total)`` after every update."""
+        compile_seconds = self.compile()
+        agent = _compiled_agent(self.env_spec, self.ppo)
+        ppo, spaces = self.ppo, self.spaces
+        envs = gym.vector.SyncVectorEnv(
+            [lambda: make_env(spaces.env_id, max_episode_steps) for _ in range(ppo.num_envs)],
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        )
+        start = time.perf_counter()
+        try:
+            state = self.init(seed)
+            raw_obs, _ = envs.reset(seed=seed)
+            obs = spaces.observations(raw_obs)
+            buffers = _HostRollout(ppo, self.env_spec)
+            episodes = _Episodes(ppo.num_envs)
+            curve, per_update = [], []
+            for update in range(ppo.num_updates):
+                key = state.key
+                for t in range(ppo.rollout_steps):
+                    action, key = agent.act(state.params, obs, key)
+                    action = np.asarray(action)
+                    raw_obs, reward, terminated, truncated, info = envs.step(spaces.env_actions(action))
+                    next_obs = spaces.observations(raw_obs)
+                    buffers.write(t, obs, action, _true_next_obs(spaces, next_obs, info), reward, terminated, truncated)
+                    episodes.add(reward, terminated | truncated)
+                    obs = next_obs
+                rollout = buffers.rollout()
+                state, rewards, metrics = self._rewards(state.replace(key=key), rollout, jnp.asarray(update * ppo.rollout_steps, jnp.int32))
+                params, opt_state, key, learn_metrics = agent.learn(state.params, state.opt_state, state.updates, state.key, rollout, rewards)
+                state = state.replace(params=params, opt_state=opt_state, updates=state.updates + 1, key=key)
+                metrics = {name: float(value) for name, value in {**metrics, **learn_metrics}.items()}
+                finite = metrics.pop("finite"), metrics.pop("params_finite")
+                if not all(finite):
+                    raise GymTrainError(f"non-finite rewards or agent parameters at PPO update {update + 1}")
+                per_update.append(metrics)
+                curve.append(episodes.score())
+                if on_update is not None:
+                    on_update(update + 1, ppo.num_updates)
+        finally:
+            envs.close()
+        return GymResult(
+            seed=int(seed),
+            score=curve[-1],
+            curve=tuple(curve),
+            steps=tuple((i + 1) * ppo.rollout_steps for i in range(ppo.num_updates)),
+            episode_returns=tuple(episodes.returns),
+            metrics={name: np.array([m[name] for m in per_update]) for name in per_update[0]},
+            env_steps=ppo.num_updates * ppo.rollout_steps * ppo.num_envs,
+            compile_seconds=compile_seconds,
+            seconds=time.perf_counter() - start,
+            params=jax.device_get(state.params),
+        )
+
+
+@dataclasses.dataclass
+class _Agent:
+    """The compiled policy and PPO update of one (environment spec, agent config)."""
+
+    act: Callable
+    """``(params, obs, key) -> (actions, key)``: sample the N environments' actions."""
+    learn: Callable
+    """``(params, opt_state, updates, key, rollout, rewards) -> (params, opt_state, key, metrics)``:
+    GAE and the PPO update."""
+    seconds: float
+    """Compile time not yet charged to a trainer."""
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_agent(spec: EnvSpec, ppo: PPOConfig) -> _Agent:
+    start = time.perf_counter()
+    optimizer = make_optimizer(ppo)
+    ppo_update = make_ppo_update(ppo, spec.discrete, optimizer)
+
+    def act(params, obs, key):
+        key, action_key = jax.random.split(key)
+        policy_out, _ = apply_actor_critic(params, obs)
+        return sample_action(action_key, policy_out, spec.discrete), key
+
+    def learn(params, opt_state, updates, key, rollout: Rollout, rewards):
+        steps, num_envs = rewards.shape
+        flat = lambda x: x.reshape((steps * num_envs,) + x.shape[2:])  # noqa: E731
+        policy_out, values = apply_actor_critic(params, flat(rollout.obs))
+        log_probs = action_log_prob(policy_out, flat(rollout.action), spec.discrete)
+        transitions = rollout_transitions(
+            rollout, rewards, log_probs.reshape(steps, num_envs), values.reshape(steps, num_envs), ppo.bootstrap_truncation
+        )
+        key, shuffle_key = jax.random.split(key)
+        params, opt_state, metrics = ppo_update(params, opt_state, transitions, shuffle_key)
+        metrics["learning_rate"] = learning_rate(ppo, updates)
+        metrics["params_finite"] = _all_finite(params)
+        return params, opt_state, key, metrics
+
+    params = init_actor_critic(jax.random.PRNGKey(0), spec.obs_shape, spec.action_dim, spec.discrete)
+    key = jax.random.PRNGKey(0)
+    obs = jnp.zeros((ppo.num_envs,) + spec.obs_shape, jnp.float32)
+    rewards = jnp.zeros((ppo.rollout_steps, ppo.num_envs), jnp.float32)
+    updates = jnp.zeros((), jnp.int32)
+    act_compiled = jax.jit(act).lower(params, obs, key).compile()
+    learn_compiled = jax.jit(learn).lower(params, optimizer.init(params), updates, key, _empty_rollout(ppo, spec), rewards).compile()
+    return _Agent(act_compiled, learn_compiled, time.perf_counter() - start)
+
+
+def rollout_transitions(rollout: Rollout, rewards, log_probs, values, bootstrap_truncation: bool) -> Transition:
+    """What PPO learns from: a truncated episode bootstraps from its final observation's value
+    (if ``bootstrap_truncation``), a terminated one never does; both end the advantage trace."""
+    done = rollout.terminated | rollout.truncated
+    return Transition(
+        obs=rollout.obs,
+        action=rollout.action,
+        log_prob=log_probs,
+        value=values,
+        reward=rewards,
+        next_obs=rollout.next_obs,
+        terminal=rollout.terminated if bootstrap_truncation else done,
+        done=done,
+    )
+
+
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def _empty_rollout(ppo: PPOConfig, spec: EnvSpec) -> Rollout:
+    host = _HostRollout(ppo, spec)
+    return host.rollout()
+
+
+def _true_next_obs(spaces: Spaces, next_obs: np.ndarray, info: dict) -> np.ndarray:
+    """Same-step autoreset returns the reset observation; an ended episode's last one is in info."""
+    ended = info.get("_final_obs")
+    if ended is None or not np.any(ended):
+        return next_obs
+    true_next = next_obs.copy()
+    for i in np.flatnonzero(ended):
+        true_next[i] = spaces.observations(np.asarray(info["final_obs"][i])[None])[0]
+    return true_next
+
+
+class _HostRollout:
+    """Preallocated host buffers for one rollout, shipped to the device once per update."""
+
+    def __init__(self, ppo: PPOConfig, spec: EnvSpec):
+        steps, n = ppo.rollout_steps, ppo.num_envs
+        self.obs = np.zeros((steps, n) + spec.obs_shape, np.float32)
+        self.next_obs = np.zeros_like(self.obs)
+        action_shape = (steps, n) if spec.discrete else (steps, n, spec.action_dim)
+        self.action = np.zeros(action_shape, np.int32 if spec.discrete else np.float32)
+        self.extrinsic = np.zeros((steps, n), np.float32)
+        self.terminated = np.zeros((steps, n), bool)
+        self.truncated = np.zeros((steps, n), bool)
+
+    def write(self, t, obs, action, next_obs, reward, terminated, truncated) -> None:
+        self.obs[t], self.action[t], self.next_obs[t] = obs, action, next_obs
+        self.extrinsic[t], self.terminated[t], self.truncated[t] = reward, terminated, truncated
+
+    def rollout(self) -> Rollout:
+        return Rollout(self.obs, self.action, self.next_obs, self.extrinsic, self.terminated, self.truncated)
+
+
+class _Episodes:
+    """Per-env running extrinsic returns and the returns of every ended episode."""
+
+    def __init__(self, num_envs: int):
+        self.running = np.zeros(num_envs, np.float64)
+        self.returns: list[float] = []
+
+    def add(self, reward, done) -> None:
+        self.running += reward
+        self.returns.extend(float(r) for r in self.running[done])
+        self.running[done] = 0.0
+
+    def score(self) -> float:
+        values = self.returns if self.returns else self.running
+        return float(np.mean(values))
+
+
+def train(
+    preset: GymPreset,
+    seeds: Sequence[int] | None = None,
+    curiosity=None,
+    combiner=None,
+    on_update: Callable[[int, int], None] | None = None,
+) -> list[GymResult]:
+    """Lifetimes of one agent + reward pipeline on ``preset`` for every seed (the preset's by default).
+
+    ``curiosity`` and ``combiner`` are programs (``metacurio.program.Program``), compiled
+    modules, or None (no intrinsic reward; intrinsic + extrinsic).
+    """
+    from metacurio.compiler import compile_program
+    from metacurio.program import Program
+
+    def module(value):
+        return compile_program(value) if isinstance(value, Program) else value
+
+    spaces = inspect_env(preset.env_id)
+    trainer = GymTrainer(spaces, preset.ppo, module(curiosity), module(combiner))
+    return [trainer.run(seed, preset.max_episode_steps, on_update) for seed in (preset.seeds if seeds is None else seeds)]
+
+
+def mean_and_stderr(scores: Sequence[float]) -> tuple[float, float]:
+    """Mean ± standard error over trials (0 for one trial)."""
+    values = np.asarray(scores, np.float64)
+    if len(values) < 2:
+        return float(values.mean()), 0.0
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def episode_frames(spaces: Spaces, params, seed: int, max_episode_steps: int | None = None, max_frames: int = 300) -> list[np.ndarray]:
+    """One episode of a trained (stochastic) policy, rendered with ``render_mode="rgb_array"``."""
+    env = make_env(spaces.env_id, max_episode_steps, render_mode="rgb_array")
+    policy = jax.jit(lambda p, o, k: sample_action(k, apply_actor_critic(p, o)[0], spaces.discrete))
+    key = jax.random.PRNGKey(seed)
+    try:
+        raw, _ = env.reset(seed=seed)
+        frames = [np.asarray(env.render())]
+        while len(frames) < max_frames:
+            key, action_key = jax.random.split(key)
+            action = np.asarray(policy(params, spaces.observations(np.asarray(raw)[None]), action_key))
+            raw, _, terminated, truncated, _ = env.step(spaces.env_actions(action)[0])
+            frames.append(np.asarray(env.render()))
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    return frames
