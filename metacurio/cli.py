@@ -74,9 +74,12 @@ def cmd_replay(args) -> None:
     from metacurio import replay
     from metacurio.agent import GRIDWORLD_PAPER
 
+    if not replay.is_gridworld(args.env):
+        cmd_replay_gym(args)
+        return
     config = replay.env_config(args.env)
     program = resolve_program(args.program)
-    seeds = args.seeds or [4 + 100 * i for i in range(args.trials)]
+    seeds = args.seeds or [4 + 100 * i for i in range(5 if args.trials is None else args.trials)]
     ppo = dataclasses.replace(GRIDWORLD_PAPER, lifetime_steps=args.steps or GRIDWORLD_PAPER.lifetime_steps)
     result = replay.replay(program, config, seeds, ppo)
     for seed, score in zip(seeds, result.scores):
@@ -84,6 +87,24 @@ def cmd_replay(args) -> None:
     print(f"{program.name or program.id}: {result.mean:.1f} ± {result.stderr:.1f} (mean ± s.e., {len(seeds)} trials)")
     out = Path(args.out or f"runs/replay-{program.id}")
     for path in replay.write_outputs(result, program, config, seeds, out):
+        print(f"wrote {path}")
+
+
+def cmd_replay_gym(args) -> None:
+    from envs import gym_adapter
+    from metacurio import replay
+
+    preset = replay.gym_preset(args.env, args.preset, args.steps)
+    program = resolve_program(args.program)
+    combiner = resolve_program(args.combiner)
+    seeds = args.seeds or (preset.seeds if args.trials is None else [4 + 100 * i for i in range(args.trials)])
+    results = replay.gym_replay(program, preset, seeds, combiner)
+    for result in results:
+        print(f"seed {result.seed:>5}: {result.score:9.2f}  ({len(result.episode_returns)} episodes)")
+    mean, stderr = gym_adapter.mean_and_stderr([r.score for r in results])
+    print(f"{program.name or program.id} on {args.env}: {mean:.2f} ± {stderr:.2f} (mean episode return ± s.e., {len(seeds)} trials)")
+    out = Path(args.out or f"runs/replay-{program.id}-{args.env}")
+    for path in replay.write_gym_outputs(results, program, preset, out):
         print(f"wrote {path}")
 
 
@@ -99,10 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="train agents with a program and show what it did")
     replay.add_argument("program", help="a program JSON file, or a reference program name")
-    replay.add_argument("--env", default="gridworld", help="gridworld (the paper preset), gridworld-goal, gridworld-four_rooms")
-    replay.add_argument("--trials", type=int, default=5, help="trials with the paper's seeds 4, 104, 204, ...")
+    replay.add_argument(
+        "--env",
+        default="gridworld",
+        help="gridworld (the paper preset), gridworld-goal, gridworld-four_rooms, or a gymnasium id such as LunarLander-v3",
+    )
+    replay.add_argument("--trials", type=int, help="trials with the seeds 4, 104, 204, ... (default: 5; a gymnasium preset's own)")
     replay.add_argument("--seeds", type=int, nargs="+", help="explicit trial seeds (overrides --trials)")
-    replay.add_argument("--steps", type=int, help="env steps per environment in a lifetime (default: the paper's 1,000)")
+    replay.add_argument("--steps", type=int, help="env steps per environment in a lifetime (default: the paper's / the preset's)")
+    replay.add_argument("--preset", choices=("paper", "quick"), default="paper", help="gymnasium budget: the paper's, or a smoke run")
+    replay.add_argument("--combiner", default="combiner_paper", help="gymnasium reward combiner program (combiner_sum: i + e)")
     replay.add_argument("--out", help="folder for the PNGs and the GIF (default runs/replay-ID)")
     replay.set_defaults(func=cmd_replay)
 

@@ -1,7 +1,8 @@
-"""Replay one program on the gridworld: scores, a learning curve, a coverage heatmap, a GIF.
+"""Replay one program on the gridworld or any gymnasium environment: scores, learning curves, a GIF.
 
 Replay uses the per-program compiled path (the semantic oracle), so what it shows is exactly
-what the program means, whatever the evaluator's layout.
+what the program means, whatever the evaluator's layout. Gridworld replays also draw a coverage
+heatmap; gymnasium replays score the mean extrinsic episode return (``envs.gym_adapter``).
 """
 
 from __future__ import annotations
@@ -133,3 +134,77 @@ def write_outputs(result: ReplayResult, program: Program, config: gridworld.Grid
     paths.append(out / "episode.gif")
     imageio.mimsave(paths[-1], frames, duration=0.08)
     return paths
+
+
+# Gymnasium environments
+
+
+def is_gridworld(name: str) -> bool:
+    return name in GRIDWORLD_ENVS
+
+
+def gym_preset(env_id: str, preset_name: str = "paper", lifetime_steps: int | None = None):
+    """The gymnasium preset to replay on, after checking that the environment exists and is supported."""
+    from envs import gym_adapter
+
+    try:
+        gym_adapter.inspect_env(env_id)
+    except gym_adapter.UnknownEnvError as err:
+        raise ReplayError(f"unknown environment {env_id!r}: not a gridworld ({', '.join(GRIDWORLD_ENVS)}) and {err}") from None
+    preset = gym_adapter.preset(env_id, preset_name)
+    if lifetime_steps is not None:
+        preset = dataclasses.replace(preset, ppo=dataclasses.replace(preset.ppo, lifetime_steps=lifetime_steps))
+    return preset
+
+
+def gym_replay(program: Program, preset, seeds: Sequence[int] | None = None, combiner: Program | None = None) -> list:
+    """Lifetimes with ``program`` on a gymnasium preset (``envs.gym_adapter.GymPreset``), one per seed."""
+    from envs import gym_adapter
+
+    if program.kind != "curiosity":
+        raise ReplayError(f"replay runs curiosity programs; {program.name or program.id} is a {program.kind} program")
+    if combiner is not None and combiner.kind != "combiner":
+        raise ReplayError(f"{combiner.name or combiner.id} is a {combiner.kind} program, not a reward combiner")
+    return gym_adapter.train(preset, seeds, curiosity=program, combiner=combiner)
+
+
+def write_gym_outputs(results: Sequence, program: Program, preset, out: Path) -> list[Path]:
+    """A learning curve (mean episode return so far, per seed) and one rendered episode of the first seed."""
+    import imageio.v2 as imageio
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from envs import gym_adapter
+
+    out.mkdir(parents=True, exist_ok=True)
+    title = program.name or program.id
+    mean, stderr = gym_adapter.mean_and_stderr([r.score for r in results])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for result in results:
+        ax.plot(result.steps, result.curve, alpha=0.5, label=f"seed {result.seed}")
+    ax.plot(results[0].steps, np.mean([r.curve for r in results], axis=0), color="black", linewidth=2, label="mean")
+    ax.set_xlabel("env steps per environment")
+    ax.set_ylabel("mean extrinsic episode return so far")
+    ax.set_title(f"{title} on {preset.env_id}: {mean:.1f} ± {stderr:.1f}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths = [out / "learning_curve.png"]
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    spaces = gym_adapter.inspect_env(preset.env_id)
+    try:
+        frames = gym_adapter.episode_frames(spaces, results[0].params, results[0].seed, preset.max_episode_steps)
+    except Exception as err:  # noqa: BLE001 - rendering back-ends fail in many ways; the curve is already written
+        raise ReplayError(f"wrote {paths[0]}, but {preset.env_id} cannot render an episode: {' '.join(str(err).split())}") from None
+    paths.append(out / "episode.gif")
+    imageio.mimsave(paths[-1], [_shrink(frame) for frame in frames], duration=0.04)
+    return paths
+
+
+def _shrink(frame: np.ndarray, max_width: int = 320) -> np.ndarray:
+    """Keep GIFs small: every k-th pixel so that the width is at most ``max_width``."""
+    stride = max(1, math.ceil(frame.shape[1] / max_width))
+    return frame[::stride, ::stride]

@@ -207,3 +207,15 @@ def test_ant_smoke_run():
     [result] = ga.train(ga.preset("Ant-v5", "quick"), seeds=[4], curiosity=reference_programs()["rnd"])
     assert result.env_steps == 256 and np.isfinite(result.score) and len(result.curve) == 2
 
+
+def test_replay_on_a_gymnasium_environment(tmp_path, capsys):
+    from metacurio import cli
+
+    args = ["replay", "rnd", "--env", "CartPole-v1", "--preset", "quick", "--seeds", "4", "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "seed     4:" in out and "mean episode return ± s.e., 1 trials" in out
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
+    assert (tmp_path / "episode.gif").stat().st_size > 0
+    assert cli.main(["replay", "rnd", "--env", "Blackjack-v1"]) == 2
+    assert "unsupported observation space Tuple" in capsys.readouterr().err
