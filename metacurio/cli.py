@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     from metacurio import report
 
     report.add_parsers(sub)
+
+    from metacurio import transfer
+
+    transfer.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,466 @@
+"""Transfer curiosity programs to gymnasium environments, next to the baselines (SPEC §4.3).
+
+    metacurio transfer RUN --top K --env LunarLander-v3
+    metacurio transfer fast ccim my_program.json --env Acrobot-v1 --preset quick
+
+Every program and every baseline (plain PPO and the reference programs RND, ICM-style,
+disagreement, FAST, CCIM) trains one agent lifetime per seed on the same seeds, with the same
+reward combiner (the paper's by default). One task per (program, seed), run by Ray in parallel
+or one after another in this process. Results go to the run's store as evaluations of stage
+``transfer`` keyed by (program, 'transfer', env id, seed); a rerun skips what is stored, so an
+interrupted transfer resumes. The table gives the mean extrinsic episode return over the
+lifetime, mean ± standard error over seeds.
+
+Plain PPO (program id ``none``) gets extrinsic reward only: no intrinsic reward and no
+combiner, whose early weighting towards intrinsic reward would only starve it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from metacurio import program_io
+from metacurio.program import Program
+
+STAGE = "transfer"
+PLAIN_PPO = "none"
+"""Program id of the no-curiosity baseline."""
+BASELINES = (PLAIN_PPO, "rnd", "icm", "disagreement", "fast", "ccim")
+"""Baselines run next to the programs: plain PPO and reference programs from results/programs/."""
+PROGRAMS_META = "transfer_programs"
+"""Meta key: JSON object program id -> {"name", "json"} of everything transferred in the run."""
+
+
+class TransferError(ValueError):
+    """Bad transfer input: unknown run, program kinds, a preset clash with stored results (one line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One row of the transfer table: a curiosity program, or plain PPO."""
+
+    id: str
+    name: str
+    program_json: str | None
+    """None for plain PPO."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One lifetime: an entry on an environment preset with one seed."""
+
+    entry: Entry
+    preset_json: str
+    """``envs.gym_adapter.GymPreset`` as JSON (tasks travel to Ray workers)."""
+    combiner_json: str | None
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One result line of the transfer table."""
+
+    entry: Entry
+    mean: float
+    stderr: float
+    trials: int
+    error: str | None
+    env_steps: int
+    seconds: float
+
+
+# Planning
+
+
+def plain_ppo() -> Entry:
+    return Entry(PLAIN_PPO, "No curiosity (plain PPO)", None)
+
+
+def entry_of(program: Program) -> Entry:
+    if program.kind != "curiosity":
+        raise TransferError(f"transfer runs curiosity programs; {program.name or program.id} is a {program.kind} program")
+    return Entry(program.id, program.name or program.id, program_io.to_json(program))
+
+
+def baseline_entries(names: Sequence[str], resolve) -> list[Entry]:
+    """Entries of the named baselines; ``resolve(name) -> Program`` finds reference programs."""
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise TransferError(f"unknown baseline {unknown[0]!r}; known: {', '.join(BASELINES)}")
+    return [plain_ppo() if name == PLAIN_PPO else entry_of(resolve(name)) for name in names]
+
+
+def top_programs(store, k: int) -> list[Program]:
+    """The run's best ``k`` programs: by fresh-seed score if the run has one, else by completed search score."""
+    from search import store as st
+
+    if k < 1:
+        raise TransferError(f"--top must be at least 1, got {k}")
+    ranking = store.ranking(st.FRESH)
+    if not ranking:
+        completed = store.decided(st.SEARCH)
+        ranking = [r for r in store.ranking(st.SEARCH) if completed.get(r.program_id) == st.COMPLETED]
+    if not ranking:
+        raise TransferError(f"run {store.run_dir} has no completed programs to transfer yet")
+    programs = {p.id: p.json for p in store.programs()}
+    return [program_io.from_json(programs[r.program_id]) for r in ranking[:k]]
+
+
+def unique(entries: Sequence[Entry]) -> list[Entry]:
+    """First occurrence of each id: a program given twice (or also a baseline) runs once."""
+    seen: dict[str, Entry] = {}
+    for entry in entries:
+        seen.setdefault(entry.id, entry)
+    return list(seen.values())
+
+
+def pending_tasks(entries: Sequence[Entry], preset, combiner_json: str | None, done: set[tuple[str, int]]) -> list[Task]:
+    """Tasks for every (entry, seed) not yet stored, grouped by entry so a worker reuses its compile."""
+    preset_json = preset.to_json()
+    return [
+        Task(entry, preset_json, combiner_json, seed)
+        for entry in entries
+        for seed in preset.seeds
+        if (entry.id, seed) not in done
+    ]
+
+
+# Running one task (in this process or a Ray worker)
+
+
+def run_task(task: Task):
+    """One lifetime as a store row; any failure becomes the row's error, so the other tasks go on."""
+    from search.store import EvaluationRow
+
+    start = time.perf_counter()
+    preset = _preset_from_json(task.preset_json)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        trainer = _trainer(task.entry.program_json, task.combiner_json, task.preset_json)
+        result = trainer.run(task.seed, preset.max_episode_steps)
+    except Exception as err:  # noqa: BLE001 - one failing program must not stop the transfer
+        message = f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+        return EvaluationRow(task.entry.id, STAGE, preset.env_id, task.seed, None, (), (), False, message, 0,
+                             time.perf_counter() - start, worker, time.time())  # fmt: skip
+    return EvaluationRow(
+        program_id=task.entry.id,
+        stage=STAGE,
+        env=preset.env_id,
+        seed=task.seed,
+        score=result.score,
+        curve=result.curve,
+        checkpoint_steps=result.steps,
+        stopped_early=False,
+        error=None,
+        env_steps=result.env_steps,
+        seconds=time.perf_counter() - start,
+        worker=worker,
+        created=time.time(),
+    )
+
+
+_TRAINERS: dict = {}
+
+
+def _trainer(program_json: str | None, combiner_json: str | None, preset_json: str):
+    """One trainer per (program, combiner, preset) and process: later seeds skip the compile."""
+    key = (program_json, combiner_json, preset_json)
+    if key not in _TRAINERS:
+        from envs import gym_adapter
+        from metacurio.compiler import compile_program
+
+        preset = _preset_from_json(preset_json)
+        curiosity = None if program_json is None else compile_program(program_io.from_json(program_json))
+        combiner = None if combiner_json is None else compile_program(program_io.from_json(combiner_json))
+        _TRAINERS.clear()
+        _TRAINERS[key] = gym_adapter.GymTrainer(gym_adapter.inspect_env(preset.env_id), preset.ppo, curiosity, combiner)
+    return _TRAINERS[key]
+
+
+def _preset_from_json(text: str):
+    from envs.gym_adapter import GymPreset
+
+    return GymPreset.from_json(text)
+
+
+# Executors
+
+
+class LocalRunner:
+    """Tasks one after another in this process."""
+
+    def map(self, tasks: Sequence[Task]) -> Iterator:
+        for task in tasks:
+            yield run_task(task)
+
+    def close(self) -> None:
+        _TRAINERS.clear()
+
+
+class RayRunner:
+    """One Ray task per (program, seed) on a local Ray it starts, or on the cluster at ``address``."""
+
+    def __init__(self, workers: int | None = None, address: str | None = None):
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        import warnings
+
+        import ray
+
+        from search.executor import worker_environment
+
+        self._ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+                if address:
+                    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+                else:
+                    ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        self._remote = ray.remote(num_cpus=1)(run_task).options(runtime_env={"env_vars": worker_environment()})
+
+    def map(self, tasks: Sequence[Task]) -> Iterator:
+        """Rows in completion order; a task whose worker keeps dying yields an error row."""
+        from search.store import EvaluationRow
+
+        ray = self._ray
+        pending = {self._remote.remote(task): task for task in tasks}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(ready[0])
+            try:
+                yield ray.get(ready[0])
+            except ray.exceptions.RayError as err:
+                message = f"worker failed: {' '.join(str(err).split())}"[:500]
+                preset = _preset_from_json(task.preset_json)
+                yield EvaluationRow(task.entry.id, STAGE, preset.env_id, task.seed, None, (), (), False, message, 0, 0.0,
+                                    "ray", time.time())  # fmt: skip
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+
+
+def make_runner(kind: str, workers: int | None = None, address: str | None = None):
+    if kind == "local":
+        if address:
+            raise TransferError("--address needs the ray executor")
+        return LocalRunner()
+    return RayRunner(workers, address)
+
+
+# The store
+
+
+def open_or_create_store(run_dir: Path, create: bool, command: str):
+    """The run's store; without a RUN, a transfer run directory is created (or resumed)."""
+    from search.config import SearchConfig
+    from search.store import FILE, RunStore
+
+    if create and not (run_dir / FILE).exists():
+        # A transfer-only run has no search; its config is the default one and says so in meta.
+        return RunStore.create(run_dir, SearchConfig(), command, meta={"kind": "transfer"})
+    return RunStore.open(run_dir)
+
+
+def check_settings(store, preset, combiner_id: str) -> None:
+    """One agent, budget and combiner per (run, env): results of different settings must never be
+    averaged. Seeds may differ between invocations (each seed's lifetime is independent)."""
+    key = f"transfer:{preset.env_id}"
+    fields = {k: v for k, v in json.loads(preset.to_json()).items() if k != "seeds"}
+    settings = json.dumps({"preset": fields, "combiner": combiner_id}, sort_keys=True)
+    stored = store.meta(key)
+    if stored is None:
+        store.set_meta({key: settings})
+    elif stored != settings:
+        raise TransferError(
+            f"run {store.run_dir} already holds {preset.env_id} transfer results with another preset, seeds or combiner; "
+            "use another --out (or the same --preset and --combiner)"
+        )
+
+
+def remember_entries(store, entries: Sequence[Entry]) -> None:
+    known = json.loads(store.meta(PROGRAMS_META) or "{}")
+    known.update({e.id: {"name": e.name, "json": e.program_json} for e in entries})
+    store.set_meta({PROGRAMS_META: json.dumps(known, sort_keys=True)})
+
+
+def stored_keys(store, env_id: str) -> set[tuple[str, int]]:
+    return {(r.program_id, r.seed) for r in store.evaluations(STAGE) if r.env == env_id}
+
+
+def record(run_dir: Path, row) -> None:
+    """One evaluation row in its own transaction.
+
+    ``RunStore.record_outcome`` writes a search-stage decision with every program; transfer rows
+    have no decision (there is one per (program, stage), not per environment), so they are
+    written here through a connection of their own.
+    """
+    from search.store import FILE
+
+    db = sqlite3.connect((run_dir / FILE).resolve().as_uri() + "?mode=rw", uri=True, timeout=30.0)
+    try:
+        with db:
+            db.execute(
+                "INSERT INTO evaluations(program_id, stage, env, seed, score, curve, checkpoint_steps, stopped_early, error,"
+                " env_steps, seconds, worker, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.program_id, row.stage, row.env, int(row.seed), None if row.score is None else float(row.score),
+                    json.dumps([float(c) for c in row.curve]), json.dumps([int(s) for s in row.checkpoint_steps]),
+                    int(row.stopped_early), row.error, int(row.env_steps), float(row.seconds), row.worker, float(row.created),
+                ),
+            )  # fmt: skip
+    finally:
+        db.close()
+
+
+def table_rows(store, entries: Sequence[Entry], env_id: str, seeds: Sequence[int]) -> list[Row]:
+    """Per-entry aggregates of the stored transfer results on ``env_id`` and ``seeds``, best mean first."""
+    from search.store import aggregate
+
+    by_id: dict[str, list] = {}
+    for row in store.evaluations(STAGE):
+        if row.env == env_id and row.seed in seeds:
+            by_id.setdefault(row.program_id, []).append(row)
+    rows = []
+    for entry in entries:
+        if entry.id in by_id:
+            result = aggregate(entry.id, by_id[entry.id])
+            rows.append(Row(entry, result.mean, result.stderr, result.trials, result.error, result.env_steps, result.seconds))
+    # Entries whose every seed failed have no mean; they go last.
+    return sorted(rows, key=lambda r: (math.isnan(r.mean), 0.0 if math.isnan(r.mean) else -r.mean, r.entry.id))
+
+
+def print_table(rows: Sequence[Row], env_id: str, preset_name: str, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{env_id} ({preset_name}): mean extrinsic episode return over the lifetime, mean ± s.e. over seeds")
+    for column in ("program", "id", "return", "seeds", "env steps", "seconds", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        score = "–" if math.isnan(row.mean) else f"{row.mean:.2f} ± {row.stderr:.2f}"
+        table.add_row(row.entry.name, row.entry.id, score, str(row.trials), f"{row.env_steps:,}", f"{row.seconds:.0f}", row.error or "")
+    Console(file=file or sys.stdout, width=160).print(table)
+
+
+# Command line
+
+
+def add_parser(subparsers) -> None:
+    """Register ``metacurio transfer``."""
+    parser = subparsers.add_parser(
+        "transfer",
+        help="train agents with programs and the baselines on a gymnasium environment (resumable)",
+        description="metacurio transfer (RUN --top K | PROGRAM...) --env ENV_ID",
+    )
+    parser.add_argument("targets", nargs="+", metavar="RUN|PROGRAM", help="a run directory with --top, else program files or reference names")
+    parser.add_argument("--top", type=int, metavar="K", help="transfer the run's K best programs")
+    parser.add_argument("--env", required=True, help="a gymnasium id: LunarLander-v3, LunarLanderContinuous-v3, Acrobot-v1, Ant-v5, ...")
+    parser.add_argument("--preset", choices=("paper", "quick"), default="paper", help="the paper's budget, or a smoke run")
+    parser.add_argument("--seeds", type=int, nargs="+", help="trial seeds (default: the preset's)")
+    parser.add_argument("--out", help="run directory for PROGRAM... (default runs/transfer-ENV-PRESET); not with RUN")
+    parser.add_argument("--combiner", default="combiner_paper", help="reward combiner program (combiner_sum: i + e)")
+    parser.add_argument(
+        "--baselines", nargs="*", default=list(BASELINES), metavar="NAME", help=f"baselines to run (default: {' '.join(BASELINES)}; none given: no baselines)"
+    )
+    parser.add_argument("--executor", choices=("ray", "local"), default="ray", help="Ray tasks in parallel (default) or this process")
+    parser.add_argument("--address", help="join this Ray cluster instead of starting a local one")
+    parser.add_argument("--workers", type=int, help="Ray CPUs to start with (default: all)")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.set_defaults(func=run_cli)
+
+
+def run_cli(args) -> None:
+    from search.executor import SINGLE_THREAD_XLA
+
+    os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
+    from envs import gym_adapter
+    from metacurio.cli import resolve_program
+    from metacurio.jax_setup import enable_compilation_cache
+
+    enable_compilation_cache()
+    if args.workers is not None and args.workers < 1:
+        raise TransferError(f"--workers must be at least 1, got {args.workers}")
+    gym_adapter.inspect_env(args.env)
+    preset = gym_adapter.preset(args.env, args.preset)
+    if args.seeds:
+        preset = dataclasses.replace(preset, seeds=tuple(dict.fromkeys(args.seeds)))
+    combiner = resolve_program(args.combiner)
+    if combiner.kind != "combiner":
+        raise TransferError(f"--combiner {args.combiner}: {combiner.name or combiner.id} is a {combiner.kind} program")
+    command = " ".join(["metacurio"] + sys.argv[1:])
+
+    if args.top is not None:
+        if len(args.targets) != 1:
+            raise TransferError("--top takes exactly one RUN directory")
+        if args.out:
+            raise TransferError("--out names a new run directory for PROGRAM...; with RUN the results go to RUN")
+        run_dir = Path(args.targets[0])
+        store = open_or_create_store(run_dir, create=False, command=command)
+        programs = top_programs(store, args.top)
+    else:
+        programs = [resolve_program(spec) for spec in args.targets]
+        run_dir = Path(args.out or f"runs/transfer-{args.env}-{args.preset}")
+        store = None
+    entries = unique([entry_of(p) for p in programs] + baseline_entries(args.baselines, resolve_program))
+    if store is None:
+        store = open_or_create_store(run_dir, create=True, command=command)
+    with store:
+        check_settings(store, preset, combiner.id)
+        remember_entries(store, entries)
+        tasks = pending_tasks(entries, preset, program_io.to_json(combiner), stored_keys(store, args.env))
+        run_tasks(tasks, run_dir, args, len(entries) * len(preset.seeds))
+        print_table(table_rows(store, entries, args.env, preset.seeds), args.env, args.preset)
+    print(f"results in {run_dir / 'store.sqlite'} (stage '{STAGE}', env '{args.env}')")
+
+
+def run_tasks(tasks: Sequence[Task], run_dir: Path, args, total: int) -> None:
+    if not tasks:
+        return
+    progress = _Progress(total, total - len(tasks), enabled=not args.quiet)
+    runner = make_runner(args.executor, args.workers, args.address)
+    try:
+        for row in runner.map(tasks):
+            record(run_dir, row)
+            progress.advance(row)
+    except KeyboardInterrupt:
+        raise TransferError("interrupted; rerun the same command to resume (finished lifetimes are kept)") from None
+    finally:
+        runner.close()
+        progress.close()
+
+
+class _Progress:
+    """Lifetimes done / total with the latest result, on stderr."""
+
+    def __init__(self, total: int, done: int, enabled: bool):
+        self._progress = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("transfer"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                console=Console(stderr=True),
+            )  # fmt: skip
+            self._progress.start()
+            self._task = self._progress.add_task("transfer", total=total, completed=done, info="")
+
+    def advance(self, row) -> None:
+        if self._progress is not None:
+            info = f"{row.program_id} seed {row.seed}: " + (f"{row.score:.2f}" if row.error is None else "failed")
+            self._progress.update(self._task, advance=1, info=info)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()

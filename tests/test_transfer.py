@@ -1,0 +1,162 @@
+"""metacurio transfer: planning, the store, resumption, the CLI on the quick preset, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+from helpers import reference_programs
+
+from metacurio import cli, program_io, transfer
+from search import store as st
+from search.config import TINY
+from search.store import EvaluationRow, ProgramRow, RunStore
+
+
+def _row(program_id, seed, score, env="CartPole-v1", error=None):
+    return EvaluationRow(program_id, transfer.STAGE, env, seed, score, (score,) if score is not None else (), (64,) if score is not None else (),
+                         False, error, 128, 1.0, "w0", 0.0)  # fmt: skip
+
+
+# Planning
+
+
+def test_entries_baselines_and_pending_tasks():
+    programs = reference_programs()
+    fast = transfer.entry_of(programs["fast"])
+    entries = transfer.unique([fast] + transfer.baseline_entries(["none", "fast", "rnd"], programs.__getitem__))
+    assert [e.id for e in entries] == [programs["fast"].id, "none", programs["rnd"].id]
+    assert entries[1].program_json is None
+    from envs.gym_adapter import preset
+
+    quick = preset("CartPole-v1", "quick")
+    tasks = transfer.pending_tasks(entries, quick, None, done={(programs["fast"].id, 4)})
+    assert [(t.entry.id, t.seed) for t in tasks] == [(programs["fast"].id, 104), ("none", 4), ("none", 104), (programs["rnd"].id, 4), (programs["rnd"].id, 104)]
+
+
+def test_wrong_programs_and_baselines_are_refused():
+    programs = reference_programs()
+    with pytest.raises(transfer.TransferError, match="combiner program"):
+        transfer.entry_of(programs["combiner_paper"])
+    with pytest.raises(transfer.TransferError, match="unknown baseline 'zero'"):
+        transfer.baseline_entries(["zero"], programs.__getitem__)
+
+
+def test_a_failing_task_becomes_an_error_row():
+    from envs.gym_adapter import preset
+
+    broken = json.loads(preset("CartPole-v1", "quick").to_json()) | {"env_id": "NoSuchEnv-v0"}
+    task = transfer.Task(transfer.plain_ppo(), json.dumps(broken), None, 4)
+    row = transfer.run_task(task)
+    assert row.score is None and "unknown gymnasium environment 'NoSuchEnv-v0'" in row.error
+    assert (row.program_id, row.stage, row.env, row.seed) == ("none", "transfer", "NoSuchEnv-v0", 4)
+
+
+# The store
+
+
+@pytest.fixture()
+def search_run(tmp_path):
+    """A search run whose completed ranking is icm > rnd; fast stopped early with a higher partial score."""
+    programs = reference_programs("curiosity")
+    store = RunStore.create(tmp_path / "run", TINY, "metacurio search")
+    names = ("icm", "rnd", "fast")
+    rows = [ProgramRow(programs[n].id, i, programs[n].size, "", program_io.to_json(programs[n]), "unique", None, None) for i, n in enumerate(names)]
+    store.write_candidates([], rows, {})
+    for name, score, decision in (("icm", 80.0, st.COMPLETED), ("rnd", 60.0, st.COMPLETED), ("fast", 99.0, st.STOPPED)):
+        evaluation = EvaluationRow(programs[name].id, st.SEARCH, "empty", 4, score, (score,), (12,), decision == st.STOPPED, None, 60, 1.0, "w", 0.0)
+        store.record_outcome(programs[name].id, st.SEARCH, [evaluation], decision, "{}")
+    return store, programs
+
+
+def test_top_programs_are_the_best_completed(search_run):
+    store, programs = search_run
+    assert [p.id for p in transfer.top_programs(store, 2)] == [programs["icm"].id, programs["rnd"].id]
+    fresh = EvaluationRow(programs["rnd"].id, st.FRESH, "empty", 1004, 90.0, (90.0,), (12,), False, None, 60, 1.0, "w", 0.0)
+    store.record_outcome(programs["rnd"].id, st.FRESH, [fresh], st.COMPLETED, "{}")
+    assert [p.id for p in transfer.top_programs(store, 5)] == [programs["rnd"].id]
+    with pytest.raises(transfer.TransferError, match="--top must be at least 1"):
+        transfer.top_programs(store, 0)
+
+
+def test_rows_are_stored_and_tabulated_per_env_and_seed(search_run):
+    store, programs = search_run
+    rnd = transfer.entry_of(programs["rnd"])
+    for row in (_row(rnd.id, 4, 10.0), _row(rnd.id, 104, 20.0), _row("none", 4, None, error="boom"), _row(rnd.id, 4, 999.0, env="Acrobot-v1")):
+        transfer.record(store.run_dir, row)
+    assert transfer.stored_keys(store, "CartPole-v1") == {(rnd.id, 4), (rnd.id, 104), ("none", 4)}
+    with pytest.raises(Exception, match="UNIQUE"):
+        transfer.record(store.run_dir, _row(rnd.id, 4, 11.0))
+    rows = transfer.table_rows(store, [transfer.plain_ppo(), rnd], "CartPole-v1", seeds=(4, 104))
+    assert [r.entry.id for r in rows] == [rnd.id, "none"]
+    assert rows[0].mean == 15.0 and rows[0].stderr == pytest.approx(5.0) and rows[0].trials == 2
+    assert math.isnan(rows[1].mean) and rows[1].error == "boom"
+    # Search results are untouched and unaffected.
+    assert [r.program_id for r in store.ranking(st.SEARCH)][:1] == [programs["fast"].id]
+
+
+def test_settings_clash_is_refused(search_run):
+    from envs.gym_adapter import preset
+
+    store, _ = search_run
+    quick = preset("CartPole-v1", "quick")
+    transfer.check_settings(store, quick, "abc")
+    transfer.check_settings(store, dataclasses.replace(quick, seeds=(7,)), "abc")
+    with pytest.raises(transfer.TransferError, match="already holds CartPole-v1 transfer results"):
+        transfer.check_settings(store, preset("CartPole-v1", "paper"), "abc")
+    with pytest.raises(transfer.TransferError, match="another preset"):
+        transfer.check_settings(store, quick, "other-combiner")
+
+
+# The command line
+
+
+def test_cli_transfer_quick_preset_stores_and_resumes(tmp_path, capsys):
+    out = tmp_path / "t"
+    args = ["transfer", "fast", "--env", "CartPole-v1", "--preset", "quick", "--seeds", "4", "--baselines", "none",
+            "--executor", "local", "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "FAST" in printed and "No curiosity" in printed and "CartPole-v1 (quick)" in printed
+    with RunStore.open(out) as store:
+        first = store.evaluations(transfer.STAGE)
+        assert sorted((r.program_id, r.env, r.seed) for r in first) == sorted(
+            [(reference_programs()["fast"].id, "CartPole-v1", 4), ("none", "CartPole-v1", 4)]
+        )
+        assert all(r.error is None and r.env_steps == 2 * 256 and len(r.curve) == 4 for r in first)
+        assert set(json.loads(store.meta(transfer.PROGRAMS_META))) == {r.program_id for r in first}
+    assert cli.main(args) == 0  # resumed: nothing left to run
+    assert "FAST" in capsys.readouterr().out
+    with RunStore.open(out) as store:
+        assert store.evaluations(transfer.STAGE) == first
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fast", "--env", "NoSuchEnv-v0"], "unknown gymnasium environment 'NoSuchEnv-v0'"),
+        (["fast", "--env", "Blackjack-v1"], "Blackjack-v1: unsupported observation space Tuple"),
+        (["fast", "--env", "CartPole-v1", "--combiner", "rnd"], "--combiner rnd"),
+        (["a", "b", "--top", "2", "--env", "CartPole-v1"], "--top takes exactly one RUN directory"),
+        (["nowhere", "--top", "2", "--env", "CartPole-v1"], "not a metacurio run directory"),
+        (["combiner_paper", "--env", "CartPole-v1", "--baselines"], "transfer runs curiosity programs"),
+    ],
+)
+def test_cli_bad_input_is_a_one_line_error(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["transfer", *args, "--executor", "local"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_cli_transfer_with_ray(tmp_path, capsys):
+    out = tmp_path / "t"
+    args = ["transfer", "rnd", "--env", "CartPole-v1", "--preset", "quick", "--baselines", "none", "--workers", "1", "--out", str(out), "--quiet"]
+    assert cli.main(args) == 0
+    with RunStore.open(out) as store:
+        rows = store.evaluations(transfer.STAGE)
+    assert len(rows) == 4 and all(r.error is None and r.worker.count(":") == 1 for r in rows)
