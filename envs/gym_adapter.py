@@ -333,7 +333,8 @@ class GymTrainer:
         self.env_spec = spaces.env_spec(ppo.num_envs)
         self._curiosity = ZeroCuriosity() if curiosity is None else curiosity
         self._combiner = SumCombiner() if combiner is None else combiner
-        self._rewards = None
+        self.reward_pipeline = None
+        """``(state, rollout, start_step) -> (state, rewards, metrics)``, compiled by ``compile``."""
 
     def init(self, seed: int) -> GymTrainState:
         agent_key, curiosity_key, combiner_key, run_key = jax.random.split(jax.random.PRNGKey(seed), 4)
@@ -349,7 +350,7 @@ class GymTrainer:
             key=run_key,
         )
 
-    def _rewards_impl(self, state: GymTrainState, rollout: Rollout, start_step):
+    def _reward_pipeline(self, state: GymTrainState, rollout: Rollout, start_step):
         """The reward pipeline over one rollout, timestep by timestep, as ``make_train`` runs it."""
         ppo, spec = self.ppo, self.env_spec
         num_envs = rollout.extrinsic.shape[1]
@@ -375,19 +376,19 @@ class GymTrainer:
 
     def compile(self) -> float:
         """Compile the jitted functions ahead of the first trial; returns the seconds it took."""
-        if self._rewards is not None:
+        if self.reward_pipeline is not None:
             return 0.0
-        agent = _compiled_agent(self.env_spec, self.ppo)
+        agent = compiled_agent(self.env_spec, self.ppo)
         agent_seconds, agent.seconds = agent.seconds, 0.0
         start = time.perf_counter()
         state = self.init(0)
-        self._rewards = jax.jit(self._rewards_impl).lower(state, _empty_rollout(self.ppo, self.env_spec), jnp.zeros((), jnp.int32)).compile()
+        self.reward_pipeline = jax.jit(self._reward_pipeline).lower(state, empty_rollout(self.ppo, self.env_spec), jnp.zeros((), jnp.int32)).compile()
         return agent_seconds + time.perf_counter() - start
 
     def run(self, seed: int, max_episode_steps: int | None = None, on_update: Callable[[int, int], None] | None = None) -> GymResult:
         """One lifetime with trial seed ``seed``; ``on_update(done, total)`` after every update."""
         compile_seconds = self.compile()
-        agent = _compiled_agent(self.env_spec, self.ppo)
+        agent = compiled_agent(self.env_spec, self.ppo)
         ppo, spaces = self.ppo, self.spaces
         envs = gym.vector.SyncVectorEnv(
             [lambda: make_env(spaces.env_id, max_episode_steps) for _ in range(ppo.num_envs)],
@@ -412,7 +413,7 @@ class GymTrainer:
                     episodes.add(reward, terminated | truncated)
                     obs = next_obs
                 rollout = buffers.rollout()
-                state, rewards, metrics = self._rewards(state.replace(key=key), rollout, jnp.asarray(update * ppo.rollout_steps, jnp.int32))
+                state, rewards, metrics = self.reward_pipeline(state.replace(key=key), rollout, jnp.asarray(update * ppo.rollout_steps, jnp.int32))
                 params, opt_state, key, learn_metrics = agent.learn(state.params, state.opt_state, state.updates, state.key, rollout, rewards)
                 state = state.replace(params=params, opt_state=opt_state, updates=state.updates + 1, key=key)
                 metrics = {name: float(value) for name, value in {**metrics, **learn_metrics}.items()}
@@ -440,7 +441,7 @@ class GymTrainer:
 
 
 @dataclasses.dataclass
-class _Agent:
+class Agent:
     """The compiled policy and PPO update of one (environment spec, agent config)."""
 
     act: Callable
@@ -453,7 +454,8 @@ class _Agent:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_agent(spec: EnvSpec, ppo: PPOConfig) -> _Agent:
+def compiled_agent(spec: EnvSpec, ppo: PPOConfig) -> Agent:
+    """The policy and the PPO update for one environment spec and agent, compiled once per process."""
     start = time.perf_counter()
     optimizer = make_optimizer(ppo)
     ppo_update = make_ppo_update(ppo, spec.discrete, optimizer)
@@ -483,8 +485,8 @@ def _compiled_agent(spec: EnvSpec, ppo: PPOConfig) -> _Agent:
     rewards = jnp.zeros((ppo.rollout_steps, ppo.num_envs), jnp.float32)
     updates = jnp.zeros((), jnp.int32)
     act_compiled = jax.jit(act).lower(params, obs, key).compile()
-    learn_compiled = jax.jit(learn).lower(params, optimizer.init(params), updates, key, _empty_rollout(ppo, spec), rewards).compile()
-    return _Agent(act_compiled, learn_compiled, time.perf_counter() - start)
+    learn_compiled = jax.jit(learn).lower(params, optimizer.init(params), updates, key, empty_rollout(ppo, spec), rewards).compile()
+    return Agent(act_compiled, learn_compiled, time.perf_counter() - start)
 
 
 def rollout_transitions(rollout: Rollout, rewards, log_probs, values, bootstrap_truncation: bool) -> Transition:
@@ -507,9 +509,9 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
-def _empty_rollout(ppo: PPOConfig, spec: EnvSpec) -> Rollout:
-    host = _HostRollout(ppo, spec)
-    return host.rollout()
+def empty_rollout(ppo: PPOConfig, spec: EnvSpec) -> Rollout:
+    """A zero rollout of the right shapes and dtypes (for compiling ahead of time)."""
+    return _HostRollout(ppo, spec).rollout()
 
 
 def _true_next_obs(spaces: Spaces, next_obs: np.ndarray, info: dict) -> np.ndarray:
