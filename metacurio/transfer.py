@@ -124,10 +124,12 @@ def unique(entries: Sequence[Entry]) -> list[Entry]:
 
 
 def pending_tasks(entries: Sequence[Entry], preset, combiner_json: str | None, done: set[tuple[str, int]]) -> list[Task]:
-    """Tasks for every (entry, seed) not yet stored, grouped by entry so a worker reuses its compile."""
+    """Tasks for every (entry, seed) not yet stored, grouped by entry so a worker reuses its compile.
+
+    Plain PPO gets no combiner (extrinsic reward only, see the module doc)."""
     preset_json = preset.to_json()
     return [
-        Task(entry, preset_json, combiner_json, seed)
+        Task(entry, preset_json, None if entry.id == PLAIN_PPO else combiner_json, seed)
         for entry in entries
         for seed in preset.seeds
         if (entry.id, seed) not in done

@@ -32,8 +32,9 @@ def test_entries_baselines_and_pending_tasks():
     from envs.gym_adapter import preset
 
     quick = preset("CartPole-v1", "quick")
-    tasks = transfer.pending_tasks(entries, quick, None, done={(programs["fast"].id, 4)})
+    tasks = transfer.pending_tasks(entries, quick, "COMBINER", done={(programs["fast"].id, 4)})
     assert [(t.entry.id, t.seed) for t in tasks] == [(programs["fast"].id, 104), ("none", 4), ("none", 104), (programs["rnd"].id, 4), (programs["rnd"].id, 104)]
+    assert [t.combiner_json for t in tasks] == ["COMBINER", None, None, "COMBINER", "COMBINER"]
 
 
 def test_wrong_programs_and_baselines_are_refused():
