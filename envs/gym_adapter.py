@@ -133,7 +133,8 @@ def spaces_of(env_id: str, observation_space: gym.Space, action_space: gym.Space
             f"{env_id}: unsupported observation space {type(observation_space).__name__} (supported: Box, Discrete)"
         )
     if isinstance(action_space, gym.spaces.Discrete):
-        return Spaces(env_id, obs_shape, obs_values, obs_start, int(action_space.n), True, int(action_space.start), None, None)
+        n, start = int(action_space.n), int(action_space.start)
+        return Spaces(env_id, obs_shape, obs_values, obs_start, n, True, start, None, None)
     if isinstance(action_space, gym.spaces.Box):
         if len(action_space.shape) != 1:
             raise GymEnvError(f"{env_id}: unsupported action space Box{action_space.shape} (Box actions must be 1-D)")
@@ -245,7 +246,7 @@ PRESETS: dict[str, dict[str, GymPreset]] = {
 
 GENERIC = {
     "paper": GymPreset("", CONTINUOUS_CONTROL_PPO, TRANSFER_SEEDS[:2]),
-    "quick": GymPreset("", dataclasses.replace(CONTINUOUS_CONTROL_PPO, num_envs=2, rollout_steps=64, lifetime_steps=256, num_minibatches=4), TRANSFER_SEEDS[:2]),
+    "quick": GymPreset("", dataclasses.replace(_quick(CONTINUOUS_CONTROL_PPO, 64, 256, 4), num_envs=2), TRANSFER_SEEDS[:2]),
 }
 """Any other environment: the continuous-control agent (the paper's settings for vector
 observations) with Lunar Lander's budget, or a small quick run."""
@@ -367,11 +368,16 @@ class GymTrainer:
         (curiosity_state, combiner_state, reward_normalizer), (rewards, step_metrics) = jax.lax.scan(
             timestep,
             (state.curiosity_state, state.combiner_state, state.reward_normalizer),
-            (rollout.obs, rollout.action, rollout.next_obs, rollout.extrinsic, rollout.terminated, rollout.truncated, jnp.arange(ppo.rollout_steps)),
+            (
+                rollout.obs, rollout.action, rollout.next_obs, rollout.extrinsic, rollout.terminated, rollout.truncated,
+                jnp.arange(ppo.rollout_steps),
+            ),  # fmt: skip
         )
         metrics = {name: jnp.mean(value) for name, value in step_metrics.items()}
         metrics["finite"] = jnp.all(jnp.isfinite(rewards))
-        state = state.replace(curiosity_state=curiosity_state, combiner_state=combiner_state, reward_normalizer=reward_normalizer)
+        state = state.replace(
+            curiosity_state=curiosity_state, combiner_state=combiner_state, reward_normalizer=reward_normalizer
+        )
         return state, rewards, metrics
 
     def compile(self) -> float:
@@ -382,10 +388,13 @@ class GymTrainer:
         agent_seconds, agent.seconds = agent.seconds, 0.0
         start = time.perf_counter()
         state = self.init(0)
-        self.reward_pipeline = jax.jit(self._reward_pipeline).lower(state, empty_rollout(self.ppo, self.env_spec), jnp.zeros((), jnp.int32)).compile()
+        rollout = empty_rollout(self.ppo, self.env_spec)
+        self.reward_pipeline = jax.jit(self._reward_pipeline).lower(state, rollout, jnp.zeros((), jnp.int32)).compile()
         return agent_seconds + time.perf_counter() - start
 
-    def run(self, seed: int, max_episode_steps: int | None = None, on_update: Callable[[int, int], None] | None = None) -> GymResult:
+    def run(
+        self, seed: int, max_episode_steps: int | None = None, on_update: Callable[[int, int], None] | None = None
+    ) -> GymResult:
         """One lifetime with trial seed ``seed``; ``on_update(done, total)`` after every update."""
         compile_seconds = self.compile()
         agent = compiled_agent(self.env_spec, self.ppo)
@@ -413,8 +422,11 @@ class GymTrainer:
                     episodes.add(reward, terminated | truncated)
                     obs = next_obs
                 rollout = buffers.rollout()
-                state, rewards, metrics = self.reward_pipeline(state.replace(key=key), rollout, jnp.asarray(update * ppo.rollout_steps, jnp.int32))
-                params, opt_state, key, learn_metrics = agent.learn(state.params, state.opt_state, state.updates, state.key, rollout, rewards)
+                start_step = jnp.asarray(update * ppo.rollout_steps, jnp.int32)
+                state, rewards, metrics = self.reward_pipeline(state.replace(key=key), rollout, start_step)
+                params, opt_state, key, learn_metrics = agent.learn(
+                    state.params, state.opt_state, state.updates, state.key, rollout, rewards
+                )
                 state = state.replace(params=params, opt_state=opt_state, updates=state.updates + 1, key=key)
                 metrics = {name: float(value) for name, value in {**metrics, **learn_metrics}.items()}
                 finite = metrics.pop("finite"), metrics.pop("params_finite")
@@ -485,7 +497,8 @@ def compiled_agent(spec: EnvSpec, ppo: PPOConfig) -> Agent:
     rewards = jnp.zeros((ppo.rollout_steps, ppo.num_envs), jnp.float32)
     updates = jnp.zeros((), jnp.int32)
     act_compiled = jax.jit(act).lower(params, obs, key).compile()
-    learn_compiled = jax.jit(learn).lower(params, optimizer.init(params), updates, key, empty_rollout(ppo, spec), rewards).compile()
+    rollout = empty_rollout(ppo, spec)
+    learn_compiled = jax.jit(learn).lower(params, optimizer.init(params), updates, key, rollout, rewards).compile()
     return Agent(act_compiled, learn_compiled, time.perf_counter() - start)
 
 
@@ -594,7 +607,9 @@ def mean_and_stderr(scores: Sequence[float]) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
 
 
-def episode_frames(spaces: Spaces, params, seed: int, max_episode_steps: int | None = None, max_frames: int = 300) -> list[np.ndarray]:
+def episode_frames(
+    spaces: Spaces, params, seed: int, max_episode_steps: int | None = None, max_frames: int = 300
+) -> list[np.ndarray]:
     """One episode of a trained (stochastic) policy, rendered with ``render_mode="rgb_array"``."""
     env = make_env(spaces.env_id, max_episode_steps, render_mode="rgb_array")
     policy = jax.jit(lambda p, o, k: sample_action(k, apply_actor_critic(p, o)[0], spaces.discrete))

@@ -227,7 +227,8 @@ class RayRunner:
                 if address:
                     ray.init(address=address, logging_level="WARNING", log_to_driver=False)
                 else:
-                    ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+                    cpus = workers or os.cpu_count()
+                    ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
         self._remote = ray.remote(num_cpus=1)(run_task).options(runtime_env={"env_vars": worker_environment()})
 
     def map(self, tasks: Sequence[Task]) -> Iterator:
@@ -336,8 +337,8 @@ def table_rows(store, entries: Sequence[Entry], env_id: str, seeds: Sequence[int
     rows = []
     for entry in entries:
         if entry.id in by_id:
-            result = aggregate(entry.id, by_id[entry.id])
-            rows.append(Row(entry, result.mean, result.stderr, result.trials, result.error, result.env_steps, result.seconds))
+            r = aggregate(entry.id, by_id[entry.id])
+            rows.append(Row(entry, r.mean, r.stderr, r.trials, r.error, r.env_steps, r.seconds))
     # Entries whose every seed failed have no mean; they go last.
     return sorted(rows, key=lambda r: (math.isnan(r.mean), 0.0 if math.isnan(r.mean) else -r.mean, r.entry.id))
 
@@ -346,12 +347,14 @@ def print_table(rows: Sequence[Row], env_id: str, preset_name: str, file=None) -
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{env_id} ({preset_name}): mean extrinsic episode return over the lifetime, mean ± s.e. over seeds")
+    title = f"{env_id} ({preset_name}): mean extrinsic episode return over the lifetime, mean ± s.e. over seeds"
+    table = Table(title=title)
     for column in ("program", "id", "return", "seeds", "env steps", "seconds", "error"):
         table.add_column(column, overflow="fold")
     for row in rows:
         score = "–" if math.isnan(row.mean) else f"{row.mean:.2f} ± {row.stderr:.2f}"
-        table.add_row(row.entry.name, row.entry.id, score, str(row.trials), f"{row.env_steps:,}", f"{row.seconds:.0f}", row.error or "")
+        steps, seconds = f"{row.env_steps:,}", f"{row.seconds:.0f}"
+        table.add_row(row.entry.name, row.entry.id, score, str(row.trials), steps, seconds, row.error or "")
     Console(file=file or sys.stdout, width=160).print(table)
 
 
@@ -365,17 +368,27 @@ def add_parser(subparsers) -> None:
         help="train agents with programs and the baselines on a gymnasium environment (resumable)",
         description="metacurio transfer (RUN --top K | PROGRAM...) --env ENV_ID",
     )
-    parser.add_argument("targets", nargs="+", metavar="RUN|PROGRAM", help="a run directory with --top, else program files or reference names")
+    parser.add_argument(
+        "targets", nargs="+", metavar="RUN|PROGRAM", help="a run directory with --top, else program files or reference names"
+    )
     parser.add_argument("--top", type=int, metavar="K", help="transfer the run's K best programs")
-    parser.add_argument("--env", required=True, help="a gymnasium id: LunarLander-v3, LunarLanderContinuous-v3, Acrobot-v1, Ant-v5, ...")
+    parser.add_argument(
+        "--env", required=True, help="a gymnasium id: LunarLander-v3, LunarLanderContinuous-v3, Acrobot-v1, Ant-v5, ..."
+    )
     parser.add_argument("--preset", choices=("paper", "quick"), default="paper", help="the paper's budget, or a smoke run")
     parser.add_argument("--seeds", type=int, nargs="+", help="trial seeds (default: the preset's)")
     parser.add_argument("--out", help="run directory for PROGRAM... (default runs/transfer-ENV-PRESET); not with RUN")
     parser.add_argument("--combiner", default="combiner_paper", help="reward combiner program (combiner_sum: i + e)")
     parser.add_argument(
-        "--baselines", nargs="*", default=list(BASELINES), metavar="NAME", help=f"baselines to run (default: {' '.join(BASELINES)}; none given: no baselines)"
+        "--baselines",
+        nargs="*",
+        default=list(BASELINES),
+        metavar="NAME",
+        help=f"baselines to run (default: {' '.join(BASELINES)}; the flag alone: no baselines)",
     )
-    parser.add_argument("--executor", choices=("ray", "local"), default="ray", help="Ray tasks in parallel (default) or this process")
+    parser.add_argument(
+        "--executor", choices=("ray", "local"), default="ray", help="Ray tasks in parallel (default) or this process"
+    )
     parser.add_argument("--address", help="join this Ray cluster instead of starting a local one")
     parser.add_argument("--workers", type=int, help="Ray CPUs to start with (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
@@ -452,9 +465,13 @@ class _Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
-                TextColumn("transfer"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                TextColumn("transfer"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
                 console=Console(stderr=True),
-            )  # fmt: skip
+            )
             self._progress.start()
             self._task = self._progress.add_task("transfer", total=total, completed=done, info="")
 

@@ -16,8 +16,8 @@ from search.store import EvaluationRow, ProgramRow, RunStore
 
 
 def _row(program_id, seed, score, env="CartPole-v1", error=None):
-    return EvaluationRow(program_id, transfer.STAGE, env, seed, score, (score,) if score is not None else (), (64,) if score is not None else (),
-                         False, error, 128, 1.0, "w0", 0.0)  # fmt: skip
+    curve, steps = ((score,), (64,)) if score is not None else ((), ())
+    return EvaluationRow(program_id, transfer.STAGE, env, seed, score, curve, steps, False, error, 128, 1.0, "w0", 0.0)
 
 
 # Planning
@@ -33,7 +33,8 @@ def test_entries_baselines_and_pending_tasks():
 
     quick = preset("CartPole-v1", "quick")
     tasks = transfer.pending_tasks(entries, quick, "COMBINER", done={(programs["fast"].id, 4)})
-    assert [(t.entry.id, t.seed) for t in tasks] == [(programs["fast"].id, 104), ("none", 4), ("none", 104), (programs["rnd"].id, 4), (programs["rnd"].id, 104)]
+    fast, rnd = programs["fast"].id, programs["rnd"].id
+    assert [(t.entry.id, t.seed) for t in tasks] == [(fast, 104), ("none", 4), ("none", 104), (rnd, 4), (rnd, 104)]
     assert [t.combiner_json for t in tasks] == ["COMBINER", None, None, "COMBINER", "COMBINER"]
 
 
@@ -64,10 +65,14 @@ def search_run(tmp_path):
     programs = reference_programs("curiosity")
     store = RunStore.create(tmp_path / "run", TINY, "metacurio search")
     names = ("icm", "rnd", "fast")
-    rows = [ProgramRow(programs[n].id, i, programs[n].size, "", program_io.to_json(programs[n]), "unique", None, None) for i, n in enumerate(names)]
+    rows = [
+        ProgramRow(programs[n].id, i, programs[n].size, "", program_io.to_json(programs[n]), "unique", None, None)
+        for i, n in enumerate(names)
+    ]
     store.write_candidates([], rows, {})
     for name, score, decision in (("icm", 80.0, st.COMPLETED), ("rnd", 60.0, st.COMPLETED), ("fast", 99.0, st.STOPPED)):
-        evaluation = EvaluationRow(programs[name].id, st.SEARCH, "empty", 4, score, (score,), (12,), decision == st.STOPPED, None, 60, 1.0, "w", 0.0)
+        stopped = decision == st.STOPPED
+        evaluation = EvaluationRow(programs[name].id, st.SEARCH, "empty", 4, score, (score,), (12,), stopped, None, 60, 1.0, "w", 0.0)
         store.record_outcome(programs[name].id, st.SEARCH, [evaluation], decision, "{}")
     return store, programs
 
@@ -85,7 +90,8 @@ def test_top_programs_are_the_best_completed(search_run):
 def test_rows_are_stored_and_tabulated_per_env_and_seed(search_run):
     store, programs = search_run
     rnd = transfer.entry_of(programs["rnd"])
-    for row in (_row(rnd.id, 4, 10.0), _row(rnd.id, 104, 20.0), _row("none", 4, None, error="boom"), _row(rnd.id, 4, 999.0, env="Acrobot-v1")):
+    stored = [_row(rnd.id, 4, 10.0), _row(rnd.id, 104, 20.0), _row("none", 4, None, error="boom"), _row(rnd.id, 4, 999.0, "Acrobot-v1")]
+    for row in stored:
         transfer.record(store.run_dir, row)
     assert transfer.stored_keys(store, "CartPole-v1") == {(rnd.id, 4), (rnd.id, 104), ("none", 4)}
     with pytest.raises(Exception, match="UNIQUE"):
@@ -156,7 +162,8 @@ def test_cli_bad_input_is_a_one_line_error(args, message, capsys, tmp_path, monk
 @pytest.mark.slow
 def test_cli_transfer_with_ray(tmp_path, capsys):
     out = tmp_path / "t"
-    args = ["transfer", "rnd", "--env", "CartPole-v1", "--preset", "quick", "--baselines", "none", "--workers", "1", "--out", str(out), "--quiet"]
+    args = ["transfer", "rnd", "--env", "CartPole-v1", "--preset", "quick", "--baselines", "none", "--workers", "1",
+            "--out", str(out), "--quiet"]  # fmt: skip
     assert cli.main(args) == 0
     with RunStore.open(out) as store:
         rows = store.evaluations(transfer.STAGE)
