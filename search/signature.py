@@ -480,7 +480,8 @@ def signatures(
     each program's error (None when its signature is complete).
 
     ``workers`` processes run the layouts (None: one per CPU core when the modelled work is
-    worth starting them, else this process). Results do not depend on it.
+    worth starting them, else this process). Results do not depend on it. Workers are spawned,
+    so a script that calls this needs the ``if __name__ == "__main__":`` guard.
     """
     programs = list(programs)
     _check_arguments(programs, steps, chunk)
