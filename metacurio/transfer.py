@@ -212,23 +212,12 @@ class RayRunner:
     """One Ray task per (program, seed) on a local Ray it starts, or on the cluster at ``address``."""
 
     def __init__(self, workers: int | None = None, address: str | None = None):
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        import warnings
-
         import ray
 
-        from search.executor import worker_environment
+        from search.executor import start_ray, worker_environment
 
         self._ray = ray
-        self._started = not ray.is_initialized()
-        if self._started:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-                if address:
-                    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-                else:
-                    cpus = workers or os.cpu_count()
-                    ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        self._started = start_ray(workers, address)
         self._remote = ray.remote(num_cpus=1)(run_task).options(runtime_env={"env_vars": worker_environment()})
 
     def map(self, tasks: Sequence[Task]) -> Iterator:

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from search import store as st
+from search.enumerate import distinct_programs
 from search.config import PRESETS, SearchConfig, load_file, preset, with_fields
 from search.store import EvaluationRow, ProgramResult, ProgramRow, RunStore, StoreError
 
@@ -135,7 +136,7 @@ def _check_same_programs(store: RunStore, programs: Sequence | None, run_dir: Pa
         if not stored and store.meta("source") == "programs":
             raise StoreError(f"run {run_dir} was stopped before it stored its programs; resume it with the same --programs")
         return
-    if store.meta("source") != "programs" or (stored and [p.id for p in _distinct(programs)] != stored):
+    if store.meta("source") != "programs" or (stored and [p.id for p in distinct_programs(programs)] != stored):
         raise StoreError(f"run {run_dir} was started with other programs; resume it with the programs it started with")
 
 
@@ -152,7 +153,7 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -
         funnel = list(enumeration.funnel)
         funnel.append(("candidates", len(candidates), f"programs of ≤ {config.max_ops} ops left after static pruning"))
     else:
-        candidates = _distinct(programs)
+        candidates = distinct_programs(programs)
         funnel = [("candidates", len(candidates), "programs given on the command line")]
     if not candidates:
         raise ValueError("the search has no candidate programs")
@@ -172,16 +173,6 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -
     if not unique:
         raise ValueError("no program survived duplicate removal")
     store.write_candidates(funnel, rows, {"layout": json.dumps(_layout_summary(_layout(unique)))})
-
-
-def _distinct(programs: Sequence) -> list:
-    seen: set[str] = set()
-    result = []
-    for program in programs:
-        if program.id not in seen:
-            seen.add(program.id)
-            result.append(program)
-    return result
 
 
 def _program_row(position: int, program, unique_ids: set[str], duplicate_of: dict, failed: dict) -> ProgramRow:

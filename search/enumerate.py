@@ -278,7 +278,7 @@ def enumerate_space(space: str, max_ops: int, compat: bool = False) -> Enumerati
     rejected = dict(result.rejected)
     programs: list[Program] = []
     if not compat:
-        programs = _distinct(to_program(space, f, u) for f, u in result.programs)
+        programs = distinct_programs(to_program(space, f, u) for f, u in result.programs)
         rejected["same canonical form"] = len(result.programs) - len(programs)
     return Enumeration(
         space=space,
@@ -292,8 +292,9 @@ def enumerate_space(space: str, max_ops: int, compat: bool = False) -> Enumerati
     )
 
 
-def _distinct(programs) -> list[Program]:
-    """Programs that differ only by which of two same-typed state slots they use are one program."""
+def distinct_programs(programs) -> list[Program]:
+    """The first program of each id, in order: programs that differ only by which of two same-typed
+    state slots they use are one program."""
     seen: set[str] = set()
     kept = []
     for program in programs:

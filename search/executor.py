@@ -149,20 +149,10 @@ class RayExecutor:
     """
 
     def __init__(self, spec: WorkerSpec, workers: int | None = None, address: str | None = None, chunk_size: int = 1):
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         import ray
 
         self._ray = ray
-        self._started = not ray.is_initialized()
-        if self._started:
-            with warnings.catch_warnings():
-                # Ray's fork is subprocess's fork-and-exec: no Python (so no JAX thread state) runs in the child.
-                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-                if address:
-                    ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-                else:
-                    cpus = workers or os.cpu_count()
-                    ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        self._started = start_ray(workers, address)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, min(workers or cpus, cpus))
         self.chunk_size = chunk_size
@@ -216,6 +206,24 @@ class RayExecutor:
         self.actors = []
         if self._started:
             self._ray.shutdown()
+
+
+def start_ray(workers: int | None = None, address: str | None = None) -> bool:
+    """Join the cluster at ``address``, or start a local Ray with the dashboard off; False if Ray was
+    already running in this process (then the caller must not shut it down)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    with warnings.catch_warnings():
+        # Ray's fork is subprocess's fork-and-exec: no Python (so no JAX thread state) runs in the child.
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        if address:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    return True
 
 
 def make_executor(kind: str, spec: WorkerSpec, workers: int | None = None, address: str | None = None):
