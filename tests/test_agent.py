@@ -254,26 +254,52 @@ GOAL_ROOM = gw.GridConfig(layout="goal", size=7, max_steps=200)
 about a quarter of the episodes, for a mean return of 0.11 (the optimum, 9 steps, earns 0.96)."""
 LEARNING = dataclasses.replace(
     agent.GRIDWORLD_PAPER,
-    num_envs=16,
+    num_envs=32,
     rollout_steps=16,
     lifetime_steps=960,
     learning_rate=1e-3,
     clip_eps=0.2,
     entropy_coef=0.01,
 )
-"""A budget that learns GOAL_ROOM on each of 8 seeds tried, the last fifth of the lifetime
-averaging 0.54 to 0.72. The paper's lr 2.5e-4 without an entropy bonus learns a sparse goal
-too slowly for a test, and with 8 envs or 100-step episodes some seeds never learn."""
+"""A budget that learns GOAL_ROOM on most seeds: the last fifth of a lifetime averages 0.5 to
+0.79 per seed, but about one seed in 35 collapses onto a policy that hardly ever reaches the goal
+(0.0 to 0.17; 14 of the 480 seeds behind the ranges below).
+With 16 envs one seed in 10 stayed below 0.3 and seeds in the 0.4s were common, so the original
+2-seed test with a 0.4 floor failed on other CPUs. The paper's lr 2.5e-4 without an entropy
+bonus learns a sparse goal too slowly for a test; a larger entropy bonus (0.03, 0.05) learns
+more slowly and fails more seeds."""
+LEARNING_SEEDS = 8
+LEARNING_FLOOR = 0.4
+"""The median over LEARNING_SEEDS seeds must beat this: about 4x the random policy's 0.11. It
+fails only if 4 of the 8 seeds collapse."""
 
 
 def test_ppo_learns_to_reach_the_goal():
-    spec = EnvSpec(obs_shape=(7, 7, 3), action_dim=gw.NUM_ACTIONS, discrete=True, batch_size=16)
+    """The median over 8 seeds of the last fifth's mean return clears LEARNING_FLOOR.
+
+    A lifetime's outcome is chaotic in the floating-point details, which differ between CPUs
+    (and XLA versions), so this asserts on a many-seed aggregate with a wide margin rather than
+    on any one seed. Observed offline, running exactly this assertion with base keys
+    ``jax.random.key(k)``, k = 0..19 (XLA single-threaded as in conftest), on an AVX-512 Xeon:
+
+    ==========================================  ===============  ===============
+    code generation (XLA_FLAGS)                 median, min-max  margin to floor
+    ==========================================  ===============  ===============
+    default                                     0.653 - 0.729    0.25
+    ``--xla_cpu_max_isa=AVX2``                  0.647 - 0.725    0.25
+    ``--xla_cpu_max_isa=SSE4_2`` (no FMA)       0.621 - 0.743    0.22
+    ==========================================  ===============  ===============
+
+    Each code generation gives different per-seed returns, as another CPU would.
+    """
+    spec = EnvSpec(obs_shape=(7, 7, 3), action_dim=gw.NUM_ACTIONS, discrete=True, batch_size=LEARNING.num_envs)
     trainer = agent.make_train(gw.reset, gw.step, GOAL_ROOM, spec, LEARNING, agent.ZeroCuriosity())
-    _, metrics = jax.jit(jax.vmap(trainer.train))(jax.random.split(jax.random.key(0), 2))
+    _, metrics = jax.jit(jax.vmap(trainer.train))(jax.random.split(jax.random.key(0), LEARNING_SEEDS))
     last_fifth = slice(-(LEARNING.num_updates // 5), None)
     returns = np.asarray(metrics["episode_return_sum"])[:, last_fifth].sum(1)
     episodes = np.asarray(metrics["episode_count"])[:, last_fifth].sum(1)
-    assert np.all(returns / episodes > 0.4), returns / episodes
+    mean_returns = returns / episodes
+    assert np.median(mean_returns) > LEARNING_FLOOR, mean_returns
 
 
 def test_config_and_spec_are_checked():

@@ -106,20 +106,52 @@ def test_paper_combiner_anneals_from_intrinsic_to_extrinsic():
     np.testing.assert_allclose(late, (0.25 + 2.0) / 1.5, rtol=1e-6)
 
 
+LEARNING_SEEDS = 2 * np.arange(16)
+"""Stream and init seeds of the learning checks below (even, as stream s also uses key s + 1)."""
+
+
+@functools.cache
+def _ratio_function(name: str, metric: str):
+    compiled = compile_program(CURIOSITY[name])
+
+    def one(seed):
+        state = compiled.init(jax.random.PRNGKey(seed), IMAGE_ENV)
+        _, (rewards, metrics) = _scanned(compiled)(state, gridworld_stream(300, seed))
+        curve = rewards if metric == "reward" else metrics[metric]
+        return curve[-20:].mean() / curve[:20].mean()
+
+    return jax.jit(jax.vmap(one))
+
+
+def learning_ratios(name: str, metric: str, seeds=LEARNING_SEEDS) -> np.ndarray:
+    """Per seed, the mean of ``metric`` over the last 20 of 300 gridworld steps over the first 20."""
+    return np.asarray(_ratio_function(name, metric)(jnp.asarray(seeds)))
+
+
 def test_rnd_prediction_error_falls():
-    stream = gridworld_stream(300)
-    _, (rewards, metrics) = run_stream(compile_program(CURIOSITY["rnd"]), IMAGE_ENV, stream)
-    early, late = float(rewards[:20].mean()), float(rewards[-20:].mean())
-    assert late < 0.5 * early, (early, late)
+    """The median over 16 seeds of late/early prediction error is below 0.6.
+
+    One seed's ratio ranges 0.12 to 0.84 (320 seeds), so a single seed against the old 0.5 bound
+    passed by luck. Observed offline: this exact median for the 20 seed sets 100·k +
+    LEARNING_SEEDS, k = 0..19, XLA single-threaded as in conftest, ranges 0.346 to 0.464 (margin
+    0.14) with the default code generation on an AVX-512 Xeon and with XLA_FLAGS
+    --xla_cpu_max_isa=AVX2 or =SSE4_2 alike (they change it by ~1e-7).
+    """
+    ratios = learning_ratios("rnd", "reward")
+    assert np.median(ratios) < 0.6, ratios
 
 
 def test_fast_action_prediction_loss_falls():
-    # The action is recoverable from s' (turning changes the agent cell's direction code,
-    # forward moves it), so an encoder of s' can learn to predict it.
-    stream = gridworld_stream(300)
-    _, (_, metrics) = run_stream(compile_program(CURIOSITY["fast"]), IMAGE_ENV, stream)
-    early, late = float(metrics["loss"][:20].mean()), float(metrics["loss"][-20:].mean())
-    assert late < 0.6 * early, (early, late)
+    """The median over 16 seeds of late/early action-prediction loss is below 0.75.
+
+    The action is recoverable from s' (turning changes the agent cell's direction code, forward
+    moves it), so an encoder of s' can learn to predict it. One seed's ratio ranges 0.38 to 0.81
+    (320 seeds; seed 0, the old test's only one, was under the old 0.6 bound by luck). Observed
+    offline as for the RND test: the median ranges 0.568 to 0.625 (margin 0.125) with the
+    default, AVX2 and SSE4_2 code generation alike.
+    """
+    ratios = learning_ratios("fast", "loss")
+    assert np.median(ratios) < 0.75, ratios
 
 
 def test_reward_is_computed_before_the_update():

@@ -188,14 +188,32 @@ def test_pendulum_with_an_action_prediction_program():
     assert np.isfinite(result.metrics["curiosity/loss"]).all() and result.metrics["intrinsic_reward"].min() > 0
 
 
+PENDULUM_SEEDS = (4, 104, 204, 304)
+"""Trial seeds 100 apart, so the 8 env seeds of each trial (seed, seed + 1, ...) differ."""
+
+
 def test_continuous_ppo_improves_on_pendulum():
+    """Averaged over 4 trials, the last 16 episodes beat the first 16 by more than 200.
+
+    A random policy scores about -1,250 per episode. One trial's improvement ranges -31 to 1,181
+    over 192 trials (a few never learn, and some seed sets are harder on every ISA:
+    5000 + PENDULUM_SEEDS gives 415 to 451), so the old single-seed check against 300 passed by
+    luck.
+    Observed offline: this exact mean for the 16 seed sets 1000·k + PENDULUM_SEEDS, k = 0..15,
+    XLA single-threaded as in conftest, on an AVX-512 Xeon ranges 382 to 947 with the default
+    code generation, 415 to 915 with XLA_FLAGS --xla_cpu_max_isa=AVX2 and 451 to 922 with
+    --xla_cpu_max_isa=SSE4_2: a margin of at least 180 over 200.
+    """
     ppo = dataclasses.replace(
         ga.CONTINUOUS_CONTROL_PPO, num_envs=8, rollout_steps=200, lifetime_steps=4000, num_minibatches=16, learning_rate=1e-3
     )
-    [result] = ga.train(ga.GymPreset("Pendulum-v1", ppo, (4,)))
-    returns = np.asarray(result.episode_returns)
-    assert len(returns) == 160
-    assert returns[-16:].mean() > returns[:16].mean() + 300
+    results = ga.train(ga.GymPreset("Pendulum-v1", ppo, PENDULUM_SEEDS))
+    improvements = []
+    for result in results:
+        returns = np.asarray(result.episode_returns)
+        assert len(returns) == 160
+        improvements.append(returns[-16:].mean() - returns[:16].mean())
+    assert np.mean(improvements) > 200, improvements
 
 
 def test_lunar_lander_smoke_run():
