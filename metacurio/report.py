@@ -590,11 +590,9 @@ def _write_csv(records: list[dict], path: Path) -> None:
 
 
 def _write_parquet(records: list[dict], path: Path) -> None:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ValueError("Parquet export needs pyarrow, which is not installed; use --format csv") from None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     schema = pa.schema(
         [
             ("program_id", pa.string()), ("size", pa.int64()), ("ops", pa.string()), ("text", pa.string()),

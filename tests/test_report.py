@@ -178,7 +178,8 @@ def test_export_csv_one_row_per_evaluation(run_dir, programs, tmp_path):
 
 
 def test_export_parquet_keeps_curves_as_lists(run_dir, programs):
-    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow.parquet as pq
+
     path, count = report.export(run_dir, "parquet")
     table = pq.read_table(path)
     assert path == run_dir / "evaluations.parquet" and table.num_rows == count == 20
