@@ -431,7 +431,10 @@ class GymTrainer:
                 metrics = {name: float(value) for name, value in {**metrics, **learn_metrics}.items()}
                 finite = metrics.pop("finite"), metrics.pop("params_finite")
                 if not all(finite):
-                    raise GymTrainError(f"non-finite rewards or agent parameters at PPO update {update + 1}")
+                    end = (update + 1) * ppo.rollout_steps
+                    raise GymTrainError(
+                        f"non-finite rewards or agent parameters by env step {end} (PPO update {update + 1}) of seed {seed}"
+                    )
                 per_update.append(metrics)
                 curve.append(episodes.score())
                 if on_update is not None:

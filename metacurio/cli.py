@@ -6,9 +6,11 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Sequence
 
-from metacurio import program_io, render
+from metacurio import arguments, program_io, render
 from metacurio.program import Program, ProgramError
+from search.interrupts import stop_on_signals
 
 REFERENCE_DIRS = (Path("results/programs"), Path(__file__).resolve().parents[1] / "results" / "programs")
 
@@ -70,17 +72,29 @@ def cmd_ops(args) -> None:
     console.print(states)
 
 
+def _check_replay_args(args) -> None:
+    arguments.check_at_least(args.trials, 1, "--trials")
+    arguments.check_at_least(args.steps, 1, "--steps")
+    if args.seeds:
+        arguments.check_seeds(args.seeds)
+
+
+def _replay_seeds(args, default: Sequence[int]) -> list[int]:
+    return list(args.seeds or default)
+
+
 def cmd_replay(args) -> None:
     from metacurio import replay
     from metacurio.agent import GRIDWORLD_PAPER
 
+    _check_replay_args(args)
     if not replay.is_gridworld(args.env):
         cmd_replay_gym(args)
         return
     config = replay.env_config(args.env)
     program = resolve_program(args.program)
-    seeds = args.seeds or [4 + 100 * i for i in range(5 if args.trials is None else args.trials)]
-    ppo = dataclasses.replace(GRIDWORLD_PAPER, lifetime_steps=args.steps or GRIDWORLD_PAPER.lifetime_steps)
+    seeds = _replay_seeds(args, [4 + 100 * i for i in range(5 if args.trials is None else args.trials)])
+    ppo = dataclasses.replace(GRIDWORLD_PAPER, lifetime_steps=GRIDWORLD_PAPER.lifetime_steps if args.steps is None else args.steps)
     result = replay.replay(program, config, seeds, ppo)
     for seed, score in zip(seeds, result.scores):
         print(f"seed {seed:>5}: {score:6.0f}")
@@ -97,7 +111,7 @@ def cmd_replay_gym(args) -> None:
     preset = replay.gym_preset(args.env, args.preset, args.steps)
     program = resolve_program(args.program)
     combiner = resolve_program(args.combiner)
-    seeds = args.seeds or (preset.seeds if args.trials is None else [4 + 100 * i for i in range(args.trials)])
+    seeds = _replay_seeds(args, preset.seeds if args.trials is None else [4 + 100 * i for i in range(args.trials)])
     results = replay.gym_replay(program, preset, seeds, combiner)
     for result in results:
         print(f"seed {result.seed:>5}: {result.score:9.2f}  ({len(result.episode_returns)} episodes)")
@@ -156,10 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        # A stop from a job scheduler or `kill` ends a run as Ctrl-C does: stored work kept, resume hint.
+        with stop_on_signals():
+            args.func(args)
     except (ProgramError, CliError, render.RenderError, ValueError, OSError) as err:
         print(f"metacurio: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("metacurio: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

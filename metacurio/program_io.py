@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from metacurio import arguments
 from metacurio.program import FORWARD, UPDATE, Node, Program, ProgramError, is_constant, validate
 
 FORMAT = "metacurio.program"
@@ -106,7 +107,9 @@ def _expect(condition: bool, message: str) -> None:
 
 def from_json(text: str) -> Program:
     try:
-        doc = json.loads(text)
+        doc = arguments.loads(text, "the program")
+    except arguments.ArgumentError as err:
+        raise ProgramError(str(err)) from None
     except json.JSONDecodeError as err:
         raise ProgramError(f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
     return from_dict(doc)
@@ -115,7 +118,9 @@ def from_json(text: str) -> Program:
 def load(path: str | Path) -> Program:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = arguments.read_text(path, "program file")
+    except arguments.ArgumentError as err:
+        raise ProgramError(str(err)) from None
     except FileNotFoundError:
         raise ProgramError(f"no such program file: {path}") from None
     except (OSError, UnicodeDecodeError) as err:

@@ -66,6 +66,7 @@ def replay(program: Program, config: gridworld.GridConfig, seeds: Sequence[int] 
     trainer = make_train(gridworld.reset, gridworld.step, config, spec, ppo, compile_program(program))
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     state, metrics = jax.jit(jax.vmap(trainer.train))(keys)
+    _check_finite(program, np.asarray(metrics["curiosity/finite"]) >= 1.0, seeds, ppo.rollout_steps)
     curves = np.asarray(metrics["coverage"])
     steps = np.arange(1, curves.shape[1] + 1) * ppo.rollout_steps
     return ReplayResult(
@@ -75,6 +76,18 @@ def replay(program: Program, config: gridworld.GridConfig, seeds: Sequence[int] 
         coverage=np.asarray(state.coverage),
         final_params=state.params,
     )
+
+
+def _check_finite(program: Program, finite: np.ndarray, seeds: Sequence[int], rollout_steps: int) -> None:
+    """A program whose reward went NaN/inf has no score: fail with the first trial and step where it did."""
+    bad_trials = np.flatnonzero(~finite.all(axis=1))
+    if bad_trials.size:
+        trial = int(bad_trials[0])
+        update = int(np.argmin(finite[trial]))
+        raise ReplayError(
+            f"{program.name or program.id} failed: non-finite intrinsic reward by env step {(update + 1) * rollout_steps} "
+            f"(PPO update {update + 1}) of seed {seeds[trial]}; {bad_trials.size} of {len(seeds)} trials affected"
+        )
 
 
 def episode_frames(params, config: gridworld.GridConfig, seed: int, max_steps: int | None = None) -> list[np.ndarray]:
@@ -165,7 +178,10 @@ def gym_replay(program: Program, preset, seeds: Sequence[int] | None = None, com
         raise ReplayError(f"replay runs curiosity programs; {program.name or program.id} is a {program.kind} program")
     if combiner is not None and combiner.kind != "combiner":
         raise ReplayError(f"{combiner.name or combiner.id} is a {combiner.kind} program, not a reward combiner")
-    return gym_adapter.train(preset, seeds, curiosity=program, combiner=combiner)
+    try:
+        return gym_adapter.train(preset, seeds, curiosity=program, combiner=combiner)
+    except gym_adapter.GymTrainError as err:
+        raise ReplayError(f"{program.name or program.id} failed on {preset.env_id}: {err}") from None
 
 
 def write_gym_outputs(results: Sequence, program: Program, preset, out: Path) -> list[Path]:

@@ -29,7 +29,11 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from metacurio import program_io
+from metacurio.arguments import check_at_least, check_seeds
 from metacurio.program import Program
+from search.interrupts import raise_if_requested
+from search.run_lock import RunLock
+from search.store import FILE
 
 STAGE = "transfer"
 PLAIN_PPO = "none"
@@ -256,7 +260,7 @@ def make_runner(kind: str, workers: int | None = None, address: str | None = Non
 def open_or_create_store(run_dir: Path, create: bool, command: str):
     """The run's store; without a RUN, a transfer run directory is created (or resumed)."""
     from search.config import SearchConfig
-    from search.store import FILE, RunStore
+    from search.store import RunStore
 
     if create and not (run_dir / FILE).exists():
         # A transfer-only run has no search; its config is the default one and says so in meta.
@@ -297,8 +301,6 @@ def record(run_dir: Path, row) -> None:
     have no decision (there is one per (program, stage), not per environment), so they are
     written here through a connection of their own.
     """
-    from search.store import FILE
-
     db = sqlite3.connect((run_dir / FILE).resolve().as_uri() + "?mode=rw", uri=True, timeout=30.0)
     try:
         with db:
@@ -352,6 +354,8 @@ def print_table(rows: Sequence[Row], env_id: str, preset_name: str, file=None) -
 
 def add_parser(subparsers) -> None:
     """Register ``metacurio transfer``."""
+    from search.executor import ADDRESS_HELP
+
     parser = subparsers.add_parser(
         "transfer",
         help="train agents with programs and the baselines on a gymnasium environment (resumable)",
@@ -378,7 +382,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--executor", choices=("ray", "local"), default="ray", help="Ray tasks in parallel (default) or this process"
     )
-    parser.add_argument("--address", help="join this Ray cluster instead of starting a local one")
+    parser.add_argument("--address", help=ADDRESS_HELP)
     parser.add_argument("--workers", type=int, help="Ray CPUs to start with (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.set_defaults(func=run_cli)
@@ -393,12 +397,20 @@ def run_cli(args) -> None:
     from metacurio.jax_setup import enable_compilation_cache
 
     enable_compilation_cache()
-    if args.workers is not None and args.workers < 1:
-        raise TransferError(f"--workers must be at least 1, got {args.workers}")
+    check_at_least(args.workers, 1, "--workers")
+    check_at_least(args.top, 1, "--top")
+    if args.seeds:
+        check_seeds(args.seeds)
+    if args.address:
+        from search.executor import check_reachable
+
+        if args.executor != "ray":
+            raise TransferError("--address needs the ray executor")
+        check_reachable(args.address)
     gym_adapter.inspect_env(args.env)
     preset = gym_adapter.preset(args.env, args.preset)
     if args.seeds:
-        preset = dataclasses.replace(preset, seeds=tuple(dict.fromkeys(args.seeds)))
+        preset = dataclasses.replace(preset, seeds=tuple(args.seeds))
     combiner = resolve_program(args.combiner)
     if combiner.kind != "combiner":
         raise TransferError(f"--combiner {args.combiner}: {combiner.name or combiner.id} is a {combiner.kind} program")
@@ -410,22 +422,38 @@ def run_cli(args) -> None:
         if args.out:
             raise TransferError("--out names a new run directory for PROGRAM...; with RUN the results go to RUN")
         run_dir = Path(args.targets[0])
-        store = open_or_create_store(run_dir, create=False, command=command)
-        programs = top_programs(store, args.top)
+        if not (run_dir / FILE).is_file():
+            raise TransferError(f"not a metacurio run directory: {run_dir}")
+        given = None
     else:
-        programs = [resolve_program(spec) for spec in args.targets]
+        given = [entry_of(resolve_program(spec)) for spec in args.targets]
         run_dir = Path(args.out or f"runs/transfer-{args.env}-{args.preset}")
-        store = None
-    entries = unique([entry_of(p) for p in programs] + baseline_entries(args.baselines, resolve_program))
-    if store is None:
-        store = open_or_create_store(run_dir, create=True, command=command)
-    with store:
-        check_settings(store, preset, combiner.id)
-        remember_entries(store, entries)
-        tasks = pending_tasks(entries, preset, program_io.to_json(combiner), stored_keys(store, args.env))
-        run_tasks(tasks, run_dir, args, len(entries) * len(preset.seeds))
-        print_table(table_rows(store, entries, args.env, preset.seeds), args.env, args.preset)
+    baselines = baseline_entries(args.baselines, resolve_program)
+    with RunLock(run_dir):
+        store = open_or_create_store(run_dir, create=given is not None, command=command)
+        with store:
+            if given is None:
+                given = [entry_of(p) for p in top_programs(store, args.top)]
+            entries = unique(given + baselines)
+            check_settings(store, preset, combiner.id)
+            remember_entries(store, entries)
+            tasks = pending_tasks(entries, preset, program_io.to_json(combiner), stored_keys(store, args.env))
+            run_tasks(tasks, run_dir, args, len(entries) * len(preset.seeds))
+            rows = table_rows(store, entries, args.env, preset.seeds)
+            print_table(rows, args.env, args.preset)
     print(f"results in {run_dir / 'store.sqlite'} (stage '{STAGE}', env '{args.env}')")
+    _raise_on_failures(rows, args.env)
+
+
+def _raise_on_failures(rows: Sequence[Row], env_id: str) -> None:
+    """A transfer whose programs failed (raised, non-finite rewards) must not exit 0."""
+    failed = [row for row in rows if row.error]
+    if failed:
+        first = failed[0]
+        raise TransferError(
+            f"{len(failed)} of {len(rows)} programs failed on {env_id} (stored with their errors); "
+            f"{first.entry.name}: {first.error}"
+        )
 
 
 def run_tasks(tasks: Sequence[Task], run_dir: Path, args, total: int) -> None:
@@ -437,6 +465,7 @@ def run_tasks(tasks: Sequence[Task], run_dir: Path, args, total: int) -> None:
         for row in runner.map(tasks):
             record(run_dir, row)
             progress.advance(row)
+            raise_if_requested()
     except KeyboardInterrupt:
         raise TransferError("interrupted; rerun the same command to resume (finished lifetimes are kept)") from None
     finally:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from envs import gridworld
+from metacurio import arguments
 from metacurio.agent import GRIDWORLD_PAPER, PPOConfig
 from metacurio.evaluator import PAPER_SEEDS
 
@@ -81,6 +82,10 @@ class SearchConfig:
             _integer(self, name, minimum=1)
         for name in ("recheck_sample", "fresh_top_k", "selection_seed"):
             _integer(self, name, minimum=0)
+        try:
+            arguments.check_max_ops(self.max_ops, self.space, "config field max_ops")
+        except arguments.ArgumentError as err:
+            raise ConfigError(str(err)) from None
         if self.limit is not None:
             _integer(self, "limit", minimum=1)
         for name in ("num_stdevs", "epsilon"):
@@ -142,7 +147,9 @@ def with_fields(base: SearchConfig, fields: dict[str, Any]) -> SearchConfig:
 def load_file(path: str | Path, base: SearchConfig) -> SearchConfig:
     """``base`` with the fields of a JSON object file replaced."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = arguments.loads(arguments.read_text(Path(path), "config file"), f"config file {path}")
+    except arguments.ArgumentError as err:
+        raise ConfigError(str(err)) from None
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -159,8 +166,8 @@ def _seeds(value, name: str) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise ConfigError(f"config field {name} must be a list of integers, got {value!r}")
     seeds = tuple(value)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ConfigError(f"config field {name} must be a non-empty list of non-negative integers, got {list(seeds)}")
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= arguments.MAX_SEED for s in seeds):
+        raise ConfigError(f"config field {name} must be a non-empty list of integers from 0 to 2**32 - 1, got {list(seeds)}")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"config field {name} repeats a seed: {list(seeds)}")
     return seeds

@@ -31,6 +31,8 @@ import numpy as np
 from search import store as st
 from search.enumerate import distinct_programs
 from search.config import PRESETS, SearchConfig, load_file, preset, with_fields
+from search.interrupts import raise_if_requested
+from search.run_lock import RunLock
 from search.store import EvaluationRow, ProgramResult, ProgramRow, RunStore, StoreError
 
 SELECT_STREAM, RECHECK_STREAM = 0, 1
@@ -46,6 +48,8 @@ class Summary:
     """Decided programs per stage."""
     best: list[ProgramResult]
     """The best programs that completed the search stage (stopped ones have partial scores)."""
+    failures: list[tuple[str, str]]
+    """(program id, error) of every search-stage program that failed, in id order."""
 
 
 @dataclasses.dataclass
@@ -87,31 +91,38 @@ def run_search(
 ) -> Summary:
     """Run (or resume) a search in ``run_dir``; see the module docstring.
 
-    ``programs`` replaces the enumeration by these programs. On resume, ``config`` and
-    ``programs`` may be None (use the stored ones); if given, they must equal the stored ones.
+    The run directory is locked for the whole run (``search.run_lock``), so a second process on
+    it is refused in one line. ``programs`` replaces the enumeration by these programs. On
+    resume, ``config`` and ``programs`` may be None (use the stored ones); if given, they must
+    equal the stored ones.
     """
     run_dir = Path(run_dir)
-    if resume:
-        store = RunStore.open(run_dir)
-        _check_same_config(store, config, run_dir)
-        _check_same_programs(store, programs, run_dir)
-    else:
+    if resume and not (run_dir / st.FILE).is_file():
+        raise StoreError(f"not a metacurio run directory: {run_dir}")
+    if not resume:
         if config is None:
             raise ValueError("a fresh run needs a config")
         _check_space(programs or (), config)
-        store = RunStore.create(run_dir, config, command, {"source": "enumeration" if programs is None else "programs"})
-    with store:
-        config = store.config()
-        if not store.funnel():
-            _prepare(store, config, programs)
-        pool = _Pool(store, config, executor, address, workers)
-        display = _Display(progress)
-        try:
-            _run_stages(store, config, pool, display)
-        finally:
-            display.close()
-            pool.close()
-        return _summary(store)
+    with RunLock(run_dir):
+        if resume:
+            store = RunStore.open(run_dir)
+        else:
+            store = RunStore.create(run_dir, config, command, {"source": "enumeration" if programs is None else "programs"})
+        with store:
+            if resume:
+                _check_same_config(store, config, run_dir)
+                _check_same_programs(store, programs, run_dir)
+            config = store.config()
+            if not store.funnel():
+                _prepare(store, config, programs)
+            pool = _Pool(store, config, executor, address, workers)
+            display = _Display(progress)
+            try:
+                _run_stages(store, config, pool, display)
+            finally:
+                display.close()
+                pool.close()
+            return _summary(store)
 
 
 def _check_same_config(store: RunStore, config: SearchConfig | None, run_dir: Path) -> None:
@@ -171,7 +182,8 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -
     rows = [_program_row(i, p, unique_ids, duplicate_of, failed) for i, p in enumerate(candidates)]
     unique = [p for p in candidates if p.id in unique_ids]
     if not unique:
-        raise ValueError("no program survived duplicate removal")
+        reason = "".join(f"; {pid}: {error}" for pid, error in list(failed.items())[:1])
+        raise ValueError(f"no program survived duplicate removal ({len(failed)} of {len(candidates)} failed){reason}")
     store.write_candidates(funnel, rows, {"layout": json.dumps(_layout_summary(_layout(unique)))})
 
 
@@ -319,6 +331,7 @@ def _plain_stage(store, config, stage: str, ids: list[str], seeds, unique, pool,
 def _evaluate(store, config, stage, ids, seeds, cutoffs, unique, state: SearchState | None, pool, display) -> None:
     from search.executor import Task
 
+    raise_if_requested()
     by_id = {p.id: p for p in unique}
     tasks = [Task(pid, by_id[pid].json, stage, tuple(seeds), cutoffs) for pid in ids]
     for outcome in pool.get().map(tasks):
@@ -327,6 +340,7 @@ def _evaluate(store, config, stage, ids, seeds, cutoffs, unique, state: SearchSt
         if state is not None:
             state.add(outcome.task.program_id, rows, decision)
         display.advance(state)
+        raise_if_requested()
 
 
 def _outcome_rows(outcome, config: SearchConfig, cutoffs) -> tuple[list[EvaluationRow], str, str]:
@@ -371,7 +385,8 @@ def _summary(store: RunStore) -> Summary:
     evaluated = {stage: len(store.decided(stage)) for stage in st.STAGES}
     search = store.decided(st.SEARCH)
     completed = [r for r in store.ranking(st.SEARCH) if search[r.program_id] == st.COMPLETED]
-    return Summary(store.run_dir, evaluated, completed[:5])
+    failures = [(r.program_id, r.error) for r in store.program_results(st.SEARCH) if search.get(r.program_id) == st.FAILED]
+    return Summary(store.run_dir, evaluated, completed[:5], failures)
 
 
 class _Pool:
@@ -448,6 +463,8 @@ def _info(state: SearchState | None, rate: float) -> str:
 
 def add_parser(subparsers) -> None:
     """Register ``metacurio search``."""
+    from search.executor import ADDRESS_HELP
+
     parser = subparsers.add_parser("search", help="search a program space with progressive elimination (resumable)")
     parser.add_argument("--preset", choices=tuple(PRESETS), help="search size (fresh runs default to tiny)")
     parser.add_argument("--config", metavar="FILE", help="JSON object of config fields that replace the preset's")
@@ -462,7 +479,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", help="run directory (default runs/NAME)")
     parser.add_argument("--resume", action="store_true", help="continue the run in the run directory")
     parser.add_argument("--executor", choices=("ray", "local"), default="ray", help="Ray actors (default) or this process")
-    parser.add_argument("--address", help="join this Ray cluster instead of starting a local one")
+    parser.add_argument("--address", help=ADDRESS_HELP)
     parser.add_argument("--workers", type=int, help="Ray evaluation workers (default: one per CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.set_defaults(func=run_cli)
@@ -472,7 +489,7 @@ def config_from_args(args) -> SearchConfig | None:
     """The config the arguments ask for; None on --resume without preset or overrides."""
     overrides = {"space": args.space, "max_ops": args.max_ops, "limit": args.limit}
     if args.trials is not None:
-        overrides["seeds"] = tuple(4 + 100 * i for i in range(max(args.trials, 0)))
+        overrides["seeds"] = tuple(4 + 100 * i for i in range(args.trials))
     given = {k: v for k, v in overrides.items() if v is not None}
     if args.resume and args.preset is None and args.config is None and not given:
         return None
@@ -497,8 +514,18 @@ def run_cli(args) -> None:
     from metacurio.jax_setup import enable_compilation_cache
 
     enable_compilation_cache()
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    from metacurio.arguments import check_at_least, check_max_ops
+
+    check_at_least(args.workers, 1, "--workers")
+    check_at_least(args.trials, 1, "--trials")
+    check_at_least(args.limit, 1, "--limit")
+    check_max_ops(args.max_ops, args.space or "curiosity")
+    if args.address:
+        from search.executor import check_reachable
+
+        if args.executor != "ray":
+            raise ValueError("--address needs the ray executor")
+        check_reachable(args.address)
     config = config_from_args(args)
     programs = None
     if args.programs:
@@ -527,3 +554,6 @@ def run_cli(args) -> None:
         print("best completed programs (mean coverage ± s.e.):")
     for rank, result in enumerate(summary.best, 1):
         print(f"{rank:>2}. {result.program_id}  {result.mean:8.1f} ± {result.stderr:.1f}")
+    if summary.failures and len(summary.failures) == summary.evaluated[st.SEARCH]:
+        program_id, error = summary.failures[0]
+        raise ValueError(f"every evaluated program failed ({len(summary.failures)}); {program_id}: {error}")

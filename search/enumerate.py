@@ -358,8 +358,9 @@ def run_cli(args) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    if args.max_ops < 1:
-        raise ValueError(f"--max-ops must be at least 1, got {args.max_ops}")
+    from metacurio.arguments import check_max_ops
+
+    check_max_ops(args.max_ops, args.space)
     found = enumerate_space(args.space, args.max_ops, compat=args.compat)
     mode = "compat (the original's rules)" if args.compat else "metacurio rules"
     table = Table(title=f"{args.space} programs of ≤ {args.max_ops} ops, {mode}")

@@ -11,7 +11,9 @@ import collections
 import dataclasses
 import functools
 import os
+import signal
 import socket
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -208,22 +210,73 @@ class RayExecutor:
             self._ray.shutdown()
 
 
+ADDRESS_HELP = (
+    "HOST:PORT of a running Ray cluster to join ('auto': the one 'ray start' runs on this machine); "
+    "without it metacurio starts a private Ray of its own, even when a cluster runs here"
+)
+"""What ``--address`` does, for every command that takes it."""
+RAY_CONNECT_TIMEOUT_S = 5.0
+"""How long ``--address`` may take to accept a TCP connection before the run is refused."""
+
+
 def start_ray(workers: int | None = None, address: str | None = None) -> bool:
-    """Join the cluster at ``address``, or start a local Ray with the dashboard off; False if Ray was
-    already running in this process (then the caller must not shut it down)."""
+    """Join the cluster at ``address``, or start a private local Ray; False if Ray was already
+    running in this process (then the caller must not shut it down).
+
+    Without ``address`` a new local Ray is started even when a cluster (``ray start --head``)
+    runs on this machine, so that the run's CPU count is its own; its dashboard is off, and a
+    reaper process (``search.reaper``) ends its processes if this one dies without shutting
+    it down. ``address`` must accept connections within ``RAY_CONNECT_TIMEOUT_S`` (Ray itself
+    would retry for minutes).
+    """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
     if ray.is_initialized():
         return False
-    with warnings.catch_warnings():
-        # Ray's fork is subprocess's fork-and-exec: no Python (so no JAX thread state) runs in the child.
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-        if address:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    if address:
+        check_reachable(address)
+    # ray.init makes SIGTERM exit with a crash dump; keep the caller's handling of it.
+    previous_sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        with warnings.catch_warnings():
+            # Ray's fork is subprocess's fork-and-exec: no Python (so no JAX thread state) runs in the child.
+            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+            if address:
+                ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            else:
+                ray.init(
+                    address="local",
+                    num_cpus=workers or os.cpu_count(),
+                    include_dashboard=False,
+                    logging_level="WARNING",
+                    log_to_driver=False,
+                )
+                from search import reaper
+
+                reaper.watch(os.getpid())
+    except ConnectionError as err:
+        raise ExecutorError(f"cannot join the Ray cluster at {address}: {_one_line(err)}") from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous_sigterm)
     return True
+
+
+def check_reachable(address: str) -> None:
+    """One-line ``ExecutorError`` unless something accepts TCP connections at ``host:port``."""
+    if address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ExecutorError(f"--address must be HOST:PORT of a Ray cluster's head (or 'auto'), got {address!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ExecutorError(f"no Ray cluster at {address}: {reason} (start one with 'ray start --head')") from None
 
 
 def make_executor(kind: str, spec: WorkerSpec, workers: int | None = None, address: str | None = None):

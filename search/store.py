@@ -116,26 +116,32 @@ class RunStore:
     def create(cls, run_dir: str | Path, config: SearchConfig, command: str, meta: dict[str, str] | None = None) -> "RunStore":
         """A new store in ``run_dir`` (created if needed); refuses a directory that has one.
 
-        The store is built under another name and renamed into place, so a kill never leaves a
-        half-created store that could neither be resumed nor replaced.
+        The store is built under another name and linked into place, so a kill never leaves a
+        half-created store that could neither be resumed nor replaced. Callers that write hold
+        the directory's ``search.run_lock.RunLock`` first.
         """
         run_dir = Path(run_dir)
         path = run_dir / FILE
         if path.exists():
             raise StoreError(f"run directory {run_dir} already holds a run; resume it with --resume or pick another --out")
-        partial = run_dir / f"{FILE}.partial"
+        partial = run_dir / f"{FILE}.partial-{os.getpid()}"
         values = {"config": config.to_json(), "versions": json.dumps(_versions()), "command": command, "created": str(time.time())}
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
+            for leftover in run_dir.glob(f"{FILE}.partial*"):
                 leftover.unlink(missing_ok=True)
             db = _connect(partial, create=True)
             with db:
                 db.executescript(SCHEMA)
                 db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", {**values, **(meta or {})}.items())
             db.close()
-            os.replace(partial, path)
+            # A hard link never replaces an existing file, so two creators cannot overwrite each other.
+            os.link(partial, path)
+            partial.unlink()
             return cls(run_dir, _connect(path, create=False))
+        except FileExistsError:
+            partial.unlink(missing_ok=True)
+            raise StoreError(f"run directory {run_dir} already holds a run; resume it with --resume or pick another --out") from None
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"cannot create a run store in {run_dir}: {err}") from None
 
