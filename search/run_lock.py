@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 FILE = "run.lock"
@@ -34,7 +35,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_pid(fd)
+            holder = _holder_pid(fd)
             os.close(fd)
             who = f"PID {holder}" if holder else "another process"
             raise RunInUseError(f"run {self.run_dir} is in use by {who}; wait for it to finish or stop it first") from None
@@ -58,6 +59,11 @@ class RunLock:
         self.release()
 
 
-def _read_pid(fd: int) -> int | None:
-    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-    return int(text) if text.isdigit() else None
+def _holder_pid(fd: int, wait_s: float = 1.0) -> int | None:
+    """The holder's PID; it writes it just after locking, so a racing reader may wait a moment."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if text.isdigit() or time.monotonic() > deadline:
+            return int(text) if text.isdigit() else None
+        time.sleep(0.02)
