@@ -31,7 +31,9 @@ RULES: dict[str, str] = {
     "mean of an encoder ensemble": "the mean of an encoder ensemble is just another encoder",
     "detach needs a gradient": "detaching a value that carries no gradient does nothing",
     "detach of an encoder": "Detach(Encode(s)) is EncodeDetached(s)",
-    "detach below a detach (compat bug)": "the original's descendant check, inverted: it rejects every detach",
+    "detach below a detach (compat bug)": (
+        "the original's inverted descendant check: it rejects CNNDetach always, and Detach unless its inputs reach a variable"
+    ),
     "loss needs a gradient": "a loss on a value that trains nothing",
     "loss must be bounded below": "a loss must be non-negative (a norm, distance, NLL, variance or square root)",
     "loss trivially minimisable": "SGD could drive the loss to its minimum without learning anything",

@@ -105,6 +105,69 @@ def test_compat_reproduces_the_published_combiner_counts(max_ops, expected):
     assert enumerate_space("combiner", max_ops, compat=True).count == expected
 
 
+@pytest.mark.parametrize(
+    "max_ops, candidates, reached",
+    [
+        (4, 46, 169),
+        (5, 635, 987),
+        pytest.param(6, 7_364, 8_786, marks=pytest.mark.slow),
+        pytest.param(7, 88_121, 89_442, marks=pytest.mark.slow),
+    ],
+)
+def test_compat_reproduces_the_published_curiosity_counts(max_ops, candidates, reached):
+    """The published synthesizer's C7 candidates and "reached target" counts (reference §5.4)."""
+    found = enumerate_space("curiosity", max_ops, compat=True)
+    assert (found.count, found.reached_output) == (candidates, reached)
+
+
+def test_compat_detach_only_on_nodes_with_a_direct_variable_input():
+    """The inverted descendant check (reference §3.4): 4 of the 46 programs of ≤ 4 ops detach,
+    all on the action-to-32 network's output, and the detached CNN output never appears."""
+    from search.compat import CompatGrammar
+    from search.engine import enumerate_grammar
+
+    result = enumerate_grammar(CompatGrammar("curiosity"), 4)
+    names = [[t.op.name for t in f + u] for f, u in result.programs]
+    detached = [
+        t.args[0].op.name for f, u in result.programs for t in f + u if t.op.name == "DetachFeatureVector"
+    ]
+    assert sum("DetachFeatureVector" in n for n in names) == 4
+    assert set(detached) == {"FullyConnectedNetworkActionSpaceto32"}
+    assert not any("CNNDetachOutput" in n for n in names)
+    assert all(n.count("AddToLoss") <= 1 for n in names)
+
+
+def test_compat_detach_check_is_the_inverted_recursion():
+    """Detach passes when its input has a direct variable input, or (the recursion inverted
+    again one level down) when all of the input's inputs do; CNNDetachOutput never passes."""
+    from search.compat import OPS, CompatGrammar
+
+    grammar = CompatGrammar("curiosity")
+    v = {t.name: t for t in grammar.variables}
+
+    def node(op, *args):
+        term = grammar.make(OPS[op], args)
+        assert not isinstance(term, str), term
+        return term
+
+    def rejection(op, *args):
+        term = grammar.make(OPS[op], args)
+        return term if isinstance(term, str) else None
+
+    bug = "detach below a detach (compat bug)"
+    s, s2 = v["observation_image"], v["new_observation_image"]
+    cnn, cnn2 = node("CNN", s, v["CNN1"]), node("CNN", s2, v["CNN1"])
+    assert rejection("CNNDetachOutput", s, v["CNN1"]) == bug
+    assert rejection("DetachFeatureVector", cnn) == "detach of an encoder"
+    embedded = node("FullyConnectedNetworkActionSpaceto32", v["action_one_hot"], v["FCN_Action_Space_to_32"])
+    assert rejection("DetachFeatureVector", embedded) is None
+    total = node("AddFeatureVector", cnn, cnn2)
+    assert rejection("DetachFeatureVector", total) == bug
+    ensemble = node("CNNEnsemble", s, v["EnsembleCNN1"])
+    mean = node("MeanOfFeatureVectorList", node("FeatureVectorListMinusFeatureVector", ensemble, cnn2))
+    assert rejection("DetachFeatureVector", mean) is None
+
+
 def test_enumerate_cli_writes_programs_and_funnel(tmp_path, capsys):
     assert main(["enumerate", "--space", "curiosity", "--max-ops", "3", "--out", str(tmp_path)]) == 0
     lines = (tmp_path / "programs.jsonl").read_text().splitlines()
