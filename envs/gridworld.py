@@ -250,6 +250,22 @@ def update_coverage(visited: jax.Array, pos: jax.Array, direction: jax.Array) ->
     return visited.at[pos[:, 0], pos[:, 1], direction].set(True)
 
 
+def update_episode_coverage(
+    completed: jax.Array, pending: jax.Array, pos: jax.Array, direction: jax.Array, done: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """The paper's counting: states reached in *completed* episodes only.
+
+    ``pending`` is ``(envs, size, size, 4)``: what each env reached in its current episode.
+    A step marks its reached state there; when the step ends the env's episode, the episode's
+    states join ``completed`` and the env starts again from nothing. An episode cut by the end
+    of the lifetime therefore never counts.
+    """
+    envs = jnp.arange(pending.shape[0])
+    pending = pending.at[envs, pos[:, 0], pos[:, 1], direction].set(True)
+    completed = completed | jnp.any(pending & done[:, None, None, None], axis=0)
+    return completed, pending & ~done[:, None, None, None]
+
+
 def coverage_count(visited: jax.Array) -> jax.Array:
     """Number of distinct visited states, as an int32 scalar (``int()`` it outside jit)."""
     return jnp.sum(visited, dtype=jnp.int32)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from envs.gridworld import coverage_count, empty_coverage, update_coverage
+from envs.gridworld import coverage_count, empty_coverage, update_coverage, update_episode_coverage
 from metacurio.networks import apply_actor_critic, init_actor_critic
 from metacurio.specs import CombinerBatch, CuriosityBatch, EnvSpec, one_hot_actions
 
@@ -326,6 +326,9 @@ class TrainState:
     coverage: jax.Array | None
     """(x, y, direction) states reached by any env this lifetime, for environments that report
     ``agent_pos``/``agent_dir``; None otherwise."""
+    episode_coverage: tuple[jax.Array, jax.Array] | None
+    """The paper's counting (``envs.gridworld.update_episode_coverage``): states reached in
+    completed episodes, and each env's states of its current episode; None without a pose."""
     episode_return: jax.Array
     """(N,) undiscounted extrinsic return of each env's current episode."""
     episode_length: jax.Array
@@ -520,6 +523,11 @@ def make_train(
             combiner_state=combiner.init(combiner_key, env_spec),
             reward_normalizer=ReturnNormalizer.create(num_envs),
             coverage=empty_coverage(env_config) if tracks_coverage else None,
+            episode_coverage=(
+                (empty_coverage(env_config), jnp.stack([empty_coverage(env_config)] * num_envs))
+                if tracks_coverage
+                else None
+            ),
             episode_return=jnp.zeros(num_envs, jnp.float32),
             episode_length=jnp.zeros(num_envs, jnp.int32),
             env_steps=jnp.zeros((), jnp.int32),
@@ -570,6 +578,11 @@ def make_train(
                 if tracks_coverage
                 else None
             ),
+            episode_coverage=(
+                update_episode_coverage(*state.episode_coverage, info["agent_pos"], info["agent_dir"], done)
+                if tracks_coverage
+                else None
+            ),
             episode_return=jnp.where(done, 0.0, episode_return),
             episode_length=jnp.where(done, 0, episode_length),
             env_steps=state.env_steps + 1,
@@ -591,6 +604,7 @@ def make_train(
         metrics["learning_rate"] = learning_rate(config, state.updates)
         if tracks_coverage:
             metrics["coverage"] = coverage_count(state.coverage)
+            metrics["coverage_completed_episodes"] = coverage_count(state.episode_coverage[0])
         state = state.replace(params=params, opt_state=opt_state, updates=state.updates + 1, key=key)
         return state, metrics
 

@@ -39,6 +39,8 @@ class EvalResult:
     seeds: tuple[int, ...]
     scores: np.ndarray
     """(trials,) coverage at the end of the run (at the stop if stopped early)."""
+    paper_scores: np.ndarray
+    """(trials,) the paper's counting of the same run: coverage of completed episodes only."""
     curves: np.ndarray
     """(trials, checkpoints reached) coverage at each checkpoint."""
     checkpoint_steps: tuple[int, ...]
@@ -104,6 +106,7 @@ class Evaluator:
         states, metrics = jax.vmap(lambda s: trainer.run_updates(s, num_updates))(states)
         summary = {
             "coverage": metrics["coverage"][:, -1],
+            "coverage_completed_episodes": metrics["coverage_completed_episodes"][:, -1],
             "finite": jnp.min(metrics["curiosity/finite"], axis=1) >= 1.0,
             "intrinsic_reward": metrics["intrinsic_reward"],
         }
@@ -120,11 +123,12 @@ class Evaluator:
         start = time.perf_counter()
         keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
         states = self._init(encoding, keys)
-        curves, stopped, error = [], False, None
+        curves, paper, stopped, error = [], [], False, None
         for index, size in enumerate(self.chunks):
             states, summary = self._run(encoding, states, size)
             coverage = np.asarray(summary["coverage"])
             curves.append(coverage)
+            paper.append(np.asarray(summary["coverage_completed_episodes"]))
             if not bool(np.all(summary["finite"])):
                 error = f"non-finite intrinsic reward before env step {self.checkpoint_steps[index]}"
                 break
@@ -132,7 +136,7 @@ class Evaluator:
             if not last and cutoffs is not None and _below(coverage.mean(), cutoffs, index):
                 stopped = True
                 break
-        return self._result(program_id, seeds, curves, stopped, error, time.perf_counter() - start)
+        return self._result(program_id, seeds, curves, paper, stopped, error, time.perf_counter() - start)
 
     def evaluate_batch(self, programs: Sequence[Program | Encoding], seeds: Sequence[int] = PAPER_SEEDS) -> list[EvalResult]:
         """Programs vmapped together (for accelerators); no early stopping inside a batch."""
@@ -150,8 +154,9 @@ class Evaluator:
         for i, (_, program_id) in enumerate(pairs):
             finite = all(bool(np.all(s["finite"][i])) for s in per_chunk)
             curves = [np.asarray(s["coverage"][i]) for s in per_chunk]
+            paper = [np.asarray(s["coverage_completed_episodes"][i]) for s in per_chunk]
             error = None if finite else "non-finite intrinsic reward"
-            results.append(self._result(program_id, seeds, curves, False, error, seconds))
+            results.append(self._result(program_id, seeds, curves, paper, False, error, seconds))
         return results
 
     def _encoding(self, program: Program | Encoding) -> tuple[Encoding, str]:
@@ -159,13 +164,14 @@ class Evaluator:
             return jax.tree.map(jnp.asarray, encode(program, self.layout)), program.id
         return program, "encoded"
 
-    def _result(self, program_id, seeds, curves, stopped, error, seconds) -> EvalResult:
+    def _result(self, program_id, seeds, curves, paper, stopped, error, seconds) -> EvalResult:
         reached = len(curves)
         steps = self.checkpoint_steps[reached - 1] if reached else 0
         return EvalResult(
             program_id=program_id,
             seeds=tuple(int(s) for s in seeds),
             scores=curves[-1].astype(np.float64) if curves else np.zeros(len(seeds)),
+            paper_scores=paper[-1].astype(np.float64) if paper else np.zeros(len(seeds)),
             curves=np.stack(curves, axis=1) if curves else np.zeros((len(seeds), 0)),
             checkpoint_steps=self.checkpoint_steps[:reached],
             stopped_early=stopped,

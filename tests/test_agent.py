@@ -216,6 +216,17 @@ def test_combiner_gets_lifetime_fraction(small):
     np.testing.assert_allclose(metrics["learning_rate"], SMALL.learning_rate * (1 - np.arange(4) / 4))
 
 
+def test_paper_counting_stops_at_the_last_completed_episode():
+    """Episodes end at steps 6 and 12 of a 16-step lifetime: the paper's count is the coverage
+    after step 12 (the third update's), and the cut episode's steps 13-16 never count."""
+    room = dataclasses.replace(ROOM, max_steps=6)
+    trainer = agent.make_train(gw.reset, gw.step, room, SMALL_SPEC, SMALL, agent.ZeroCuriosity())
+    _, metrics = jax.jit(trainer.train)(jax.random.key(5))
+    paper, lifetime = np.asarray(metrics["coverage_completed_episodes"]), np.asarray(metrics["coverage"])
+    assert paper[0] == 0 and 0 < paper[1] <= lifetime[1]
+    assert paper[2] == paper[3] == lifetime[2] <= lifetime[3]
+
+
 def test_same_seed_same_result(small):
     _, run_all, start, first = small
     assert_trees_equal(run_all(start), first)

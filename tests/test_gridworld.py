@@ -300,3 +300,25 @@ def test_config_validation():
     with pytest.raises(ValueError):
         gw.GridConfig(max_steps=0)
     assert gw.PRESETS["empty"] == gw.GridConfig(size=15, max_steps=100)
+
+
+def test_paper_counting_keeps_completed_episodes_only():
+    """Two envs: env 0 ends an episode at its second step, env 1's episode is cut by the lifetime end."""
+    completed = gw.empty_coverage(gw.GridConfig(layout="empty", size=7))
+    pending = jnp.stack([completed, completed])
+    trajectory = [
+        # (positions of env 0 and env 1, directions, done flags)
+        ([[1, 1], [3, 3]], [0, 1], [False, False]),
+        ([[1, 2], [3, 4]], [0, 1], [True, False]),
+        ([[2, 2], [4, 4]], [2, 3], [False, False]),
+    ]
+    counts = []
+    for pos, direction, done in trajectory:
+        completed, pending = gw.update_episode_coverage(
+            completed, pending, jnp.array(pos), jnp.array(direction), jnp.array(done)
+        )
+        counts.append(int(gw.coverage_count(completed)))
+    assert counts == [0, 2, 2]
+    assert {tuple(map(int, s)) for s in jnp.argwhere(completed)} == {(1, 1, 0), (1, 2, 0)}
+    # What stays pending is the episodes still running: env 0's new one and env 1's cut one.
+    assert int(pending[0].sum()) == 1 and int(pending[1].sum()) == 3
