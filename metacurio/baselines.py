@@ -3,48 +3,80 @@
     python -m metacurio.baselines [--trials 5] [--out results]
 
 Every curiosity program runs through the evaluator (one compile for all of them); plain PPO
-(zero intrinsic reward) runs through the same agent with a zero curiosity module.
+(zero intrinsic reward) runs through the same agent with a zero curiosity module. Each run is
+scored twice: over the whole lifetime (metacurio's score) and over completed episodes only (the
+paper's counting), which is the one compared with the paper's and the published code's scores
+(read from ``results/reference-scores.json``; they are measurements, not code).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from envs import gridworld  # noqa: E402
-from metacurio import program_io  # noqa: E402
-from metacurio.agent import GRIDWORLD_PAPER, ZeroCuriosity, make_train  # noqa: E402
-from metacurio.evaluator import Evaluator, gridworld_spec  # noqa: E402
-from metacurio.interpreter import Layout  # noqa: E402
-from metacurio.jax_setup import enable_compilation_cache  # noqa: E402
-
-PROGRAMS = Path(__file__).resolve().parents[1] / "results" / "programs"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+PROGRAMS = RESULTS / "programs"
+REFERENCE_SCORES = RESULTS / "reference-scores.json"
 BASELINES = ("fast", "ccim", "rnd", "icm", "inverse_model", "disagreement", "knn_novelty")
-PAPER = {"fast": "610.4 ± 8.2", "ccim": "573.6 ± 12.9"}
-ORIGINAL_CODE_HERE = {"fast": "517.8", "rnd": "459.2", "none": "201.2"}
 
 
-def plain_ppo(seeds) -> tuple[np.ndarray, np.ndarray]:
+def plain_ppo(seeds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lifetime scores, paper-counting scores and per-update coverage curves of zero-reward PPO."""
+    import jax
+    import jax.numpy as jnp
+
+    from envs import gridworld
+    from metacurio.agent import GRIDWORLD_PAPER, ZeroCuriosity, make_train
+    from metacurio.evaluator import gridworld_spec
+
     spec = gridworld_spec(gridworld.EMPTY, GRIDWORLD_PAPER)
     trainer = make_train(gridworld.reset, gridworld.step, gridworld.EMPTY, spec, GRIDWORLD_PAPER, ZeroCuriosity())
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     _, metrics = jax.jit(jax.vmap(trainer.train))(keys)
     curves = np.asarray(metrics["coverage"])
-    return curves[:, -1].astype(float), curves
+    paper = np.asarray(metrics["coverage_completed_episodes"])[:, -1].astype(float)
+    return curves[:, -1].astype(float), paper, curves
 
 
 def _stats(scores: np.ndarray) -> tuple[float, float]:
     return float(scores.mean()), float(scores.std(ddof=1) / math.sqrt(len(scores)))
+
+
+def _reference(scores: dict, name: str) -> str:
+    entry = scores.get(name)
+    if entry is None:
+        return "–"
+    return f"{entry['mean']:.1f}" + (f" ± {entry['stderr']:.1f}" if "stderr" in entry else "")
+
+
+def reading(rows: dict, reference: dict, seeds) -> list[str]:
+    """Sentences computed from the scores: each comparison on the paper's counting."""
+    paper, original = reference["paper"]["scores"], reference["original_code_here"]
+    lines = []
+    for name, (title, _, paper_counting, _) in rows.items():
+        mean, se = _stats(paper_counting)
+        if name in paper:
+            theirs = paper[name]
+            gap = mean - theirs["mean"]
+            combined = math.hypot(se, theirs["stderr"])
+            lines.append(
+                f"- **{title}** vs the paper: {mean:.1f} ± {se:.1f} against {theirs['mean']:.1f} ± {theirs['stderr']:.1f},"
+                f" a difference of {gap:+.1f} ({gap / combined:+.1f} combined standard errors; the paper's seeds are unknown)."
+            )
+        if name in original["scores"] and list(seeds) == original["seeds"]:
+            theirs = original["scores"][name]["mean"]
+            lines.append(
+                f"- **{title}** vs the published code on the same seed numbers ({', '.join(map(str, seeds))};"
+                f" its random streams are torch's, not JAX's): {mean:.1f} against {theirs:.1f} ({mean - theirs:+.1f})."
+            )
+    return lines
 
 
 def main(argv=None) -> int:
@@ -52,7 +84,15 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
+    # One thread per process is fastest on these CPUs; must be set before JAX starts its backend.
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    from metacurio import program_io
+    from metacurio.evaluator import Evaluator
+    from metacurio.interpreter import Layout
+    from metacurio.jax_setup import enable_compilation_cache
+
     enable_compilation_cache()
+    reference = json.loads(REFERENCE_SCORES.read_text(encoding="utf-8"))
     seeds = tuple(4 + 100 * i for i in range(args.trials))
     programs = {name: program_io.load(PROGRAMS / f"{name}.json") for name in BASELINES}
     evaluator = Evaluator(Layout.for_programs(programs.values()))
@@ -60,32 +100,45 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     for name, program in programs.items():
         result = evaluator.evaluate(program, seeds)
-        rows[name] = (program.name, result.scores, result.curves)
+        rows[name] = (program.name, result.scores, result.paper_scores, result.curves)
         print(f"{program.name:<28} {result.mean:7.1f} ± {result.stderr:5.1f}  {result.scores}", flush=True)
-    scores, curves = plain_ppo(seeds)
+    scores, paper_scores, curves = plain_ppo(seeds)
     checkpoints = np.cumsum(evaluator.chunks) - 1
-    rows["none"] = ("No curiosity (plain PPO)", scores, curves[:, checkpoints])
+    rows["none"] = ("No curiosity (plain PPO)", scores, paper_scores, curves[:, checkpoints])
     print(f"{'No curiosity':<28} {scores.mean():7.1f}  {scores}", flush=True)
     seconds = time.perf_counter() - start
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _plot(rows, evaluator.checkpoint_steps, out / "gridworld-baselines.png")
+    _plot({name: (title, curves) for name, (title, _, _, curves) in rows.items()}, evaluator.checkpoint_steps, out / "gridworld-baselines.png")
     lines = [
         "# Gridworld baselines",
         "",
         f"Paper preset: empty 15×15 room, 5 envs × 996 steps per trial, PPO as in the paper, {len(seeds)} trials "
-        f"(seeds {', '.join(map(str, seeds))}). Score = distinct (x, y, direction) states visited by any env over "
-        "the lifetime (max 676). Mean ± standard error over trials.",
+        f"(seeds {', '.join(map(str, seeds))}). Score = distinct (x, y, direction) states visited by any env "
+        "(max 676), counted two ways: over the whole lifetime (metacurio's score), and over completed episodes "
+        "only, i.e. up to step 900 (the paper's counting, used for every comparison with the paper and the "
+        "published code). Mean ± standard error over trials.",
         "",
-        "| program | score | trials | paper | original code on this machine |",
-        "|---|---|---|---|---|",
+        "| program | lifetime | paper's counting | trials (paper's counting) | paper | published code on this machine |",
+        "|---|---|---|---|---|---|",
     ]
-    for name, (title, trial_scores, _) in rows.items():
+    paper, original = reference["paper"]["scores"], reference["original_code_here"]["scores"]
+    for name, (title, trial_scores, trial_paper, _) in rows.items():
         mean, se = _stats(trial_scores)
-        trials = ", ".join(f"{s:.0f}" for s in trial_scores)
-        lines.append(f"| {title} | {mean:.1f} ± {se:.1f} | {trials} | {PAPER.get(name, '–')} | {ORIGINAL_CODE_HERE.get(name, '–')} |")
-    lines += ["", "![coverage curves](gridworld-baselines.png)", "", f"Reproduce: `python -m metacurio.baselines --trials {len(seeds)}` ({seconds / 60:.0f} min on this machine's 2 CPU cores)."]
+        paper_mean, paper_se = _stats(trial_paper)
+        trials = ", ".join(f"{s:.0f}" for s in trial_paper)
+        lines.append(
+            f"| {title} | {mean:.1f} ± {se:.1f} | {paper_mean:.1f} ± {paper_se:.1f} | {trials} |"
+            f" {_reference(paper, name)} | {_reference(original, name)} |"
+        )
+    lines += ["", "![coverage curves (lifetime counting)](gridworld-baselines.png)", "", "## Comparisons", ""]
+    lines += reading(rows, reference, seeds)
+    lines += [
+        "",
+        f"Sources of the reference scores: `results/reference-scores.json`. Reproduce: `python -m metacurio.baselines"
+        f" --trials {len(seeds)}` ({seconds / 60:.0f} min on this machine's 2 CPU cores).",
+    ]
     (out / "gridworld-baselines.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'gridworld-baselines.md'}")
     return 0
@@ -98,7 +151,7 @@ def _plot(rows, checkpoint_steps, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for title, _, curves in rows.values():
+    for title, curves in rows.values():
         mean = curves.mean(axis=0)
         se = curves.std(axis=0, ddof=1) / math.sqrt(curves.shape[0])
         steps = checkpoint_steps[: len(mean)]
