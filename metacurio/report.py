@@ -302,21 +302,44 @@ def section_elimination(data: RunData, report: ReportConfig) -> list[str]:
     ranking = data.ranking
     if not rechecked or not ranking:
         return lines + ["", "No stopped program has been re-checked with a full evaluation yet.", ""]
-    threshold = top_threshold([r.mean for r in ranking], report.top_fraction)
+    top = recheck_top(len(ranking), data.store.config().fresh_top_k, report.top_fraction)
+    threshold = top_threshold([r.mean for r in ranking], top / len(ranking))
     lost = sorted((r for r in rechecked if r.mean >= threshold), key=lambda r: (-r.mean, r.program_id))
     estimate = len(lost) / len(rechecked) * len(stopped)
+    verdict = (
+        f"**Failed: early stopping lost {len(lost)} of the re-checked programs.**"
+        if lost
+        else "**Passed: no re-checked program would have made the top.**"
+    )
     lines += [
         "",
-        f"Re-checked in full: {len(rechecked)} of the {len(stopped)} stopped programs. {len(lost)} of them would have been"
-        f" in the top {report.top_fraction:.0%} of completed programs (coverage ≥ {threshold:.1f});"
+        f"Re-checked in full: {len(rechecked)} of the {len(stopped)} stopped programs. Threshold: the {top} best completed"
+        f" programs (the larger of the top {report.top_fraction:.0%} and the {data.store.config().fresh_top_k} carried to"
+        f" fresh seeds), coverage ≥ {threshold:.1f}. {verdict} {len(lost)} would have been in that top;"
         f" scaled to all stopped programs, about {estimate:.1f} top programs lost.",
     ]
+    if len(rechecked) < min(RECHECK_MIN, len(stopped)):
+        lines += [
+            "",
+            f"Too few re-checked to trust a pass: a check needs at least {RECHECK_MIN} stopped programs (or all of them)"
+            " before losing a top program would show.",
+        ]
     if lost:
         lines += ["", "| program | full evaluation | stopped at |", "|---|---:|---|"]
         for r in lost:
             detail = data.decisions[st.SEARCH][r.program_id].detail
             lines.append(f"| `{r.program_id}` | {_pm(r.mean, r.stderr)} | {_stop_text(detail)} |")
     return lines + [""]
+
+
+RECHECK_MIN = 20
+"""Stopped programs a recheck must re-run (or all, if fewer stopped) before its pass means anything."""
+
+
+def recheck_top(completed: int, fresh_top_k: int, top_fraction: float) -> int:
+    """How many best completed programs count as "the top" a stopped program must not have reached:
+    at least the top fraction, and at least the programs the search carries to fresh seeds."""
+    return min(completed, max(math.ceil(top_fraction * completed), fresh_top_k, 1))
 
 
 def _stop_text(detail: str) -> str:

@@ -136,7 +136,13 @@ def test_report_writes_markdown_and_figures(run_dir, programs):
     # Stopped rows ran 48 of 144 steps: 4 trials × 96 steps × 2 envs saved.
     run_steps = 6 * FULL_ROW + 4 * 48 * 2
     assert f"simulated {run_steps:,} env steps instead of {run_steps + 4 * 96 * 2:,}" in text
-    assert "1 of them would have been in the top 1% of completed programs (coverage ≥ 80.0)" in text
+    # Two of three completed programs are the top (TINY carries 2 to fresh seeds): threshold rnd's 65.
+    assert (
+        "Re-checked in full: 2 of the 2 stopped programs. Threshold: the 2 best completed programs (the larger of the"
+        " top 1% and the 2 carried to fresh seeds), coverage ≥ 65.0. **Failed: early stopping lost 1 of the"
+        " re-checked programs.** 1 would have been in that top" in text
+    )
+    assert "Too few re-checked" not in text
     assert f"| `{programs['disagreement'].id}` | 90.0 ± 2.0 | step 48 (mean 11.0 < cutoff 30.0) |" in text
 
     assert "| 50% |" in text  # the recall table, allowed here with 3 programs
@@ -204,3 +210,23 @@ def test_malformed_run_dir_is_a_one_line_error(tmp_path, capsys, damage):
         err = capsys.readouterr().err
         assert err.startswith("metacurio: error:") and err.count("\n") == 1
     assert not (run / "report.md").exists()
+
+
+def test_the_recheck_top_is_never_a_single_program():
+    assert report.recheck_top(completed=90, fresh_top_k=20, top_fraction=0.01) == 20
+    assert report.recheck_top(completed=5000, fresh_top_k=20, top_fraction=0.01) == 50
+    assert report.recheck_top(completed=3, fresh_top_k=20, top_fraction=0.01) == 3
+
+
+def test_a_recheck_of_too_few_programs_passes_but_says_it_proves_little(run_dir, programs):
+    db = sqlite3.connect(run_dir / st.FILE)
+    with db:
+        for table in ("evaluations", "decisions"):
+            db.execute(f"DELETE FROM {table} WHERE stage = 'recheck' AND program_id = ?", (programs["disagreement"].id,))
+    db.close()
+    data = report.load(run_dir)
+    text = "\n".join(report.section_elimination(data, report.DEFAULT))
+    data.store.close()
+    assert "Re-checked in full: 1 of the 2 stopped programs." in text
+    assert "**Passed: no re-checked program would have made the top.** 0 would have been in that top" in text
+    assert "Too few re-checked to trust a pass: a check needs at least 20 stopped programs (or all of them)" in text
