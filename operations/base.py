@@ -10,7 +10,7 @@ optimizer minimises. Everything has a fixed shape.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -129,6 +129,17 @@ class OpDef:
         return " ".join(n for n, on in names if on)
 
 
+def collapses(op: OpDef, inputs: Sequence[bool]) -> bool:
+    """Whether ``op``'s output can collapse, given which of its value inputs can (its ``collapse`` rule)."""
+    return {
+        ALWAYS: True,
+        NEVER: False,
+        ALL_INPUTS: bool(inputs) and all(inputs),
+        ANY_INPUT: any(inputs),
+        FIRST_INPUT: bool(inputs) and inputs[0],
+    }[op.collapse]
+
+
 def derive_facts(op: OpDef, inputs: tuple[GradFacts, ...], output: ValueType) -> GradFacts:
     """The single place where gradient facts of a node's output are computed."""
     from operations.state_types import STATE_TYPES
@@ -140,13 +151,7 @@ def derive_facts(op: OpDef, inputs: tuple[GradFacts, ...], output: ValueType) ->
     )
     depends_on_network = owns_network or any(f.depends_on_network for f in inputs)
     detached = not carries and (depends_on_network or any(f.carries_gradient for f in inputs))
-    rule = {
-        ALWAYS: True,
-        NEVER: False,
-        ALL_INPUTS: bool(inputs) and all(f.trivially_minimisable for f in inputs),
-        ANY_INPUT: any(f.trivially_minimisable for f in inputs),
-        FIRST_INPUT: bool(inputs) and inputs[0].trivially_minimisable,
-    }[op.collapse]
+    rule = collapses(op, [f.trivially_minimisable for f in inputs])
     return GradFacts(
         carries_gradient=carries,
         detached=detached,

@@ -36,7 +36,10 @@ RULES: dict[str, str] = {
     ),
     "loss needs a gradient": "a loss on a value that trains nothing",
     "loss must be bounded below": "a loss must be non-negative (a norm, distance, NLL, variance or square root)",
-    "loss trivially minimisable": "SGD could drive the loss to its minimum without learning anything",
+    "loss trivially minimisable": (
+        "SGD could drive the loss to its minimum without learning anything (also by collapsing a network"
+        " that the loss trains and reads detached elsewhere)"
+    ),
     "prediction needs a gradient": "the action-prediction loss needs a trainable prediction",
     "combiner reads both rewards": "a reward combiner must read the intrinsic and the extrinsic reward",
 }

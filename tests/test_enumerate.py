@@ -91,6 +91,17 @@ def test_our_fixes_reach_rnd_and_fast():
         assert program_io.load(f"results/programs/{name}.json").id in ids, name
 
 
+def test_a_loss_that_collapses_through_shared_weights_is_pruned():
+    """The shipped search's two best programs distil an encoder into its own detached output: a
+    constant encoder minimises the loss, and their raw reward does collapse
+    (results/self-distillation.md). RND's detached target is a network no loss trains: kept."""
+    ids = {p.id for p in enumerate_space("curiosity", 4).programs}
+    for name in ("01-262c67bcc67b", "02-01040ffc7d6a"):
+        program = program_io.load(f"results/search-curiosity-5/top/{name}.json")
+        assert program.id not in ids, name
+    assert program_io.load("results/programs/rnd.json").id in ids
+
+
 def test_funnel_names_every_rule():
     found = enumerate_space("curiosity", 4)
     steps = [step for step, _, _ in found.funnel]
