@@ -114,7 +114,21 @@ def load(run_dir: str | Path) -> RunData:
 # The funnel
 
 
+PRUNED = "pruned: "
+"""Prefix of the stored funnel rows that count one static pruning rule's rejections."""
+
+
 def funnel(data: RunData, top_k: int) -> list[tuple[str, int, str]]:
+    """The programs left at each stage: enumeration, dedup, then what the search stage did."""
+    return [row for row in _all_steps(data, top_k) if not row[0].startswith(PRUNED)]
+
+
+def pruning(data: RunData) -> list[tuple[str, int, str]]:
+    """Candidates each static pruning rule rejected: partial programs, not programs left."""
+    return [(step.removeprefix(PRUNED), count, detail) for step, count, detail in data.funnel if step.startswith(PRUNED)]
+
+
+def _all_steps(data: RunData, top_k: int) -> list[tuple[str, int, str]]:
     """The stored enumeration funnel followed by what the search stage did with the unique programs."""
     search = data.decisions.get(st.SEARCH, {})
     counts = {d: sum(row.decision == d for row in search.values()) for d in (st.COMPLETED, st.STOPPED, st.FAILED)}
@@ -180,8 +194,19 @@ def _timestamp(seconds: float) -> str:
 
 
 def section_funnel(data: RunData, report: ReportConfig) -> list[str]:
-    lines = ["## Funnel", "", "| step | programs | detail |", "|---|---:|---|"]
+    lines = ["## Funnel", "", "| stage | programs | detail |", "|---|---:|---|"]
     lines += [f"| {step} | {count:,} | {detail or ''} |" for step, count, detail in funnel(data, report.top_k)]
+    rules = pruning(data)
+    if rules:
+        lines += [
+            "",
+            "Static pruning, by rule: partial programs each rule rejected during enumeration (a rejected partial"
+            " program would have grown into many candidates, so these do not add up to the stages above).",
+            "",
+            "| rule | rejected | why |",
+            "|---|---:|---|",
+        ]
+        lines += [f"| {rule} | {count:,} | {detail or ''} |" for rule, count, detail in rules]
     return lines + ["", "![funnel](funnel.png)", ""]
 
 
@@ -416,18 +441,27 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def plot_funnel(data: RunData, report: ReportConfig, path: Path) -> Path:
-    steps = funnel(data, report.top_k)
-    figure = Figure(figsize=(7, 0.35 * len(steps) + 1))
-    ax = figure.add_subplot()
-    labels = [s for s, _, _ in steps][::-1]
-    counts = [max(c, 0) for _, c, _ in steps][::-1]
-    ax.barh(labels, [max(c, 0.8) for c in counts], color="tab:blue")
+    """The stages as a funnel (left) and the pruning rules' rejections as their own breakdown (right)."""
+    stages, rules = funnel(data, report.top_k), pruning(data)
+    rows = max(len(stages), len(rules))
+    figure = Figure(figsize=(12 if rules else 7, 0.35 * rows + 1.2))
+    panels = figure.subplots(1, 2 if rules else 1, squeeze=False)[0]
+    _bars(panels[0], stages, "programs left at each stage", "programs (log scale)", "tab:blue")
+    if rules:
+        _bars(panels[1], rules, "static pruning: rejections by rule", "partial programs rejected (log scale)", "tab:gray")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _bars(ax, rows, title: str, xlabel: str, color: str) -> None:
+    labels = [name for name, _, _ in rows][::-1]
+    counts = [max(count, 0) for _, count, _ in rows][::-1]
+    ax.barh(labels, [max(c, 0.8) for c in counts], color=color)
     ax.set_xscale("log")
     for y, count in enumerate(counts):
         ax.text(max(count, 0.8), y, f" {count:,}", va="center", fontsize=8)
-    ax.set_xlabel("programs (log scale)")
-    ax.set_title("funnel")
-    return _save(figure, path)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
 
 
 def plot_scores(data: RunData, path: Path) -> Path:

@@ -92,7 +92,10 @@ def test_funnel_counts(run_dir):
     data = report.load(run_dir)
     steps = {step: count for step, count, _ in report.funnel(data, top_k=2)}
     data.store.close()
-    assert [s for s, _, _ in report.funnel(report.load(run_dir), 2)][:6] == [s for s, _, _ in FUNNEL]
+    stages = [s for s, _, _ in FUNNEL if not s.startswith("pruned: ")]
+    assert [s for s, _, _ in report.funnel(report.load(run_dir), 2)][:4] == stages
+    rules = report.pruning(report.load(run_dir))
+    assert [(r, c) for r, c, _ in rules] == [("no reward", 60), ("unused state", 25)]
     assert steps["evaluated"] == 6
     assert steps["failed in evaluation"] == 1
     assert steps["stopped early"] == 2
@@ -120,7 +123,7 @@ def test_report_writes_markdown_and_figures(run_dir, programs):
     text = (run_dir / "report.md").read_text()
     icm, rnd, fast = (programs[n].id for n in ("icm", "rnd", "fast"))
 
-    assert "| enumerated | 100 |" in text and "| pruned: no reward | 60 |" in text
+    assert "| enumerated | 100 |" in text and "| no reward | 60 |" in text
     assert "| stopped early | 2 |" in text and "| completed | 3 |" in text
 
     top = text[text.index("## Top programs") : text.index("### Pseudo-code")]
