@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from metacurio import program_io, render
 from metacurio.program import Program
 from search import store as st
-from search.predictor import default_vocabulary, program_features, simulate_recall
+from search.predictor import search_features, simulate_recall
 from search.schedule import step_savings, top_threshold
 from search.store import DecisionRow, EvaluationRow, ProgramResult, ProgramRow, RunStore, StoreError
 
@@ -283,10 +283,8 @@ def section_recall(data: RunData, report: ReportConfig) -> list[str]:
     if len(ranking) > report.recall_max_programs:
         picks = np.sort(rng.choice(len(ranking), size=report.recall_max_programs, replace=False))
         sample = [ranking[i] for i in picks]
-    ops = [data.programs[r.program_id].ops.split() for r in sample]
-    vocabulary = sorted(set(default_vocabulary()).union(*map(set, ops)))
     result = simulate_recall(
-        program_features(ops, vocabulary),
+        search_features([program_io.from_json(data.programs[r.program_id].json) for r in sample]),
         [r.mean for r in sample],
         budgets=(0.25, 0.5),
         top_fraction=report.top_fraction,

@@ -290,12 +290,10 @@ def _selections(store: RunStore) -> dict[str, tuple[int, tuple[float, ...]]]:
 
 
 def _features(unique: Sequence[ProgramRow]) -> np.ndarray:
-    from search.predictor import default_vocabulary, program_features
+    from metacurio import program_io
+    from search.predictor import search_features
 
-    ops = [p.ops.split() for p in unique]
-    # Hand-written programs may use ops the enumerator never emits; give them features too.
-    vocabulary = sorted(set(default_vocabulary()).union(*map(set, ops)))
-    return program_features(ops, vocabulary=vocabulary)
+    return search_features([program_io.from_json(p.json) for p in unique])
 
 
 def _cutoffs(config: SearchConfig, state: SearchState, unique: Sequence[ProgramRow]) -> tuple[float, ...]:

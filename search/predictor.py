@@ -1,7 +1,8 @@
 """Performance predictor and batch selection (SPEC §3.3).
 
-Programs are described by which operations they use: one bit per op present and one bit per
-unordered pair of distinct ops present, optionally the node count. The original system
+Programs are described by which operations they use (one bit per op present and one bit per
+unordered pair of distinct ops present, optionally the node count) and by how they are wired
+(``structure_tokens``: input-to-op edges, gradient flags, output op and depth). The original system
 (reference §7) repeated its feature block twice under a gradient flag that never differed;
 here every block appears once. A k-nearest-neighbour regressor (Manhattan distance, as the
 original's knn-10 model) gives the mean of the neighbours' scores and their spread as the
@@ -62,6 +63,65 @@ def program_features(
     if size:
         blocks.append(np.array([len(ops) for ops in programs], dtype=np.float64).reshape(-1, 1))
     return np.concatenate(blocks, axis=1)
+
+
+def structure_tokens(program) -> frozenset[str]:
+    """What a program computes from what, beyond which ops it uses (a ``metacurio.program.Program``).
+
+    - ``SRC>OP#i``: argument ``i`` of an ``OP`` node comes from ``SRC``, a program input (``obs``,
+      ``next_obs``, ``action``, ...), ``const`` or the producing node's op (no ``#i`` for a
+      commutative op). This tells an s↔s′ mirror pair apart: ``Encode(obs)`` and
+      ``Encode(next_obs)`` give different tokens.
+    - ``OP:grad`` / ``OP:detached``: the node's gradient facts.
+    - ``out:OP`` and ``depth:D``: the op that makes the reward and its depth in the graph.
+    """
+    from metacurio.program import is_constant
+    from operations.registry import get_op
+
+    nodes = {node.id: node for node in program.nodes}
+    facts = program.analysis.facts
+    tokens = set()
+    for node in program.nodes:
+        # A commutative op's argument order is arbitrary: its slots are one.
+        commutative = get_op(node.op).commutative
+        for i, ref in enumerate(node.args):
+            source = "const" if is_constant(ref) else nodes[ref].op if ref in nodes else str(ref)
+            tokens.add(f"{source}>{node.op}" + ("" if commutative else f"#{i}"))
+        if facts[node.id].carries_gradient:
+            tokens.add(f"{node.op}:grad")
+        if facts[node.id].detached:
+            tokens.add(f"{node.op}:detached")
+    depths: dict[str, int] = {}
+
+    def depth(ref) -> int:
+        if ref not in nodes:
+            return 0
+        if ref not in depths:
+            depths[ref] = 1 + max((depth(a) for a in nodes[ref].args), default=0)
+        return depths[ref]
+
+    tokens.add(f"out:{nodes[program.output].op}")
+    tokens.add(f"depth:{depth(program.output)}")
+    return frozenset(tokens)
+
+
+def token_features(token_sets: Sequence[frozenset[str]], vocabulary: Sequence[str] | None = None) -> np.ndarray:
+    """(programs, tokens) presence bits; the vocabulary defaults to every token seen, sorted."""
+    vocabulary = tuple(vocabulary) if vocabulary is not None else tuple(sorted(set().union(*token_sets)))
+    index = {token: i for i, token in enumerate(vocabulary)}
+    bits = np.zeros((len(token_sets), len(vocabulary)), dtype=np.float64)
+    for row, tokens in enumerate(token_sets):
+        bits[row, [index[t] for t in tokens if t in index]] = 1.0
+    return bits
+
+
+def search_features(programs: Sequence) -> np.ndarray:
+    """The features a search ranks programs by: op presence and pairs, then structure tokens."""
+    ops = [[node.op for node in p.nodes] for p in programs]
+    vocabulary = sorted(set(default_vocabulary()).union(*map(set, ops)))
+    return np.concatenate(
+        [program_features(ops, vocabulary=vocabulary), token_features([structure_tokens(p) for p in programs])], axis=1
+    )
 
 
 class Predictor:

@@ -176,3 +176,26 @@ def test_simulated_recall_rejects_bad_input():
         simulate_recall(np.zeros((3, 1)), [1.0, 2.0, 3.0], budgets=(0.0,))
     with pytest.raises(ValueError, match="finite"):
         simulate_recall(np.zeros((2, 1)), [1.0, math.nan])
+
+
+def test_structure_tokens_tell_a_mirror_pair_apart_and_ignore_commutative_order():
+    from metacurio.program import ProgramBuilder
+    from search.predictor import search_features, structure_tokens
+
+    def distil(first, second, swap=False):
+        b = ProgramBuilder("curiosity")
+        b.state("net", "ObsNet")
+        x, y = b.forward("Encode", first, state="net"), b.forward("EncodeDetached", second, state="net")
+        r = b.forward("L2Distance", *((y, x) if swap else (x, y)))
+        b.update("AddToLoss", r)
+        return b.build(output=r)
+
+    forward, mirror = distil("obs", "next_obs"), distil("next_obs", "obs")
+    assert structure_tokens(forward) ^ structure_tokens(mirror) == {
+        "obs>Encode#0", "next_obs>Encode#0", "next_obs>EncodeDetached#0", "obs>EncodeDetached#0"
+    }  # fmt: skip
+    assert structure_tokens(distil("obs", "next_obs", swap=True)) == structure_tokens(forward)
+    assert {"depth:2", "out:L2Distance", "EncodeDetached:detached", "Encode:grad"} <= structure_tokens(forward)
+    features = search_features([forward, mirror])
+    # Same ops, so the op block agrees; the structure block differs in exactly those four tokens.
+    assert np.abs(features[0] - features[1]).sum() == 4
