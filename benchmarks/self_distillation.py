@@ -32,25 +32,16 @@ WINDOW = 0.1
 
 
 def run(path: Path, ppo, seeds) -> dict:
-    import jax
-    import jax.numpy as jnp
-
     from envs import gridworld
-    from metacurio import program_io
-    from metacurio.agent import make_train
-    from metacurio.compiler import compile_program
-    from metacurio.evaluator import gridworld_spec
+    from metacurio import program_io, replay
 
     program = program_io.load(path)
-    spec = gridworld_spec(gridworld.EMPTY, ppo)
-    trainer = make_train(gridworld.reset, gridworld.step, gridworld.EMPTY, spec, ppo, compile_program(program))
     start = time.process_time()
-    _, metrics = jax.jit(jax.vmap(trainer.train))(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
-    reward = np.asarray(metrics["intrinsic_reward"], dtype=np.float64)
+    result = replay.replay(program, gridworld.EMPTY, seeds, ppo)
     return {
         "id": program.id,
-        "reward": reward,
-        "coverage": np.asarray(metrics["coverage"])[:, -1].astype(float),
+        "reward": result.intrinsic_reward,
+        "coverage": result.scores,
         "cpu_seconds": time.process_time() - start,
     }
 

@@ -42,6 +42,8 @@ class ReplayResult:
     """(trials, size, size, 4) visited (x, y, direction) states."""
     final_params: object
     """Actor-critic parameters of each trial at the end of its lifetime."""
+    intrinsic_reward: np.ndarray
+    """(trials, updates) raw intrinsic reward, mean over each update's steps and envs."""
 
     @property
     def mean(self) -> float:
@@ -75,6 +77,7 @@ def replay(program: Program, config: gridworld.GridConfig, seeds: Sequence[int] 
         steps=steps,
         coverage=np.asarray(state.coverage),
         final_params=state.params,
+        intrinsic_reward=np.asarray(metrics["intrinsic_reward"], dtype=np.float64),
     )
 
 

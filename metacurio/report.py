@@ -325,7 +325,8 @@ def section_elimination(data: RunData, report: ReportConfig) -> list[str]:
     ranking = data.ranking
     if not rechecked or not ranking:
         return lines + ["", "No stopped program has been re-checked with a full evaluation yet.", ""]
-    top = recheck_top(len(ranking), data.store.config().fresh_top_k, report.top_fraction)
+    fresh_top_k = data.store.config().fresh_top_k
+    top = recheck_top(len(ranking), fresh_top_k, report.top_fraction)
     threshold = top_threshold([r.mean for r in ranking], top / len(ranking))
     lost = sorted((r for r in rechecked if r.mean >= threshold), key=lambda r: (-r.mean, r.program_id))
     estimate = len(lost) / len(rechecked) * len(stopped)
@@ -337,7 +338,7 @@ def section_elimination(data: RunData, report: ReportConfig) -> list[str]:
     lines += [
         "",
         f"Re-checked in full: {len(rechecked)} of the {len(stopped)} stopped programs. Threshold: the {top} best completed"
-        f" programs (the larger of the top {report.top_fraction:.0%} and the {data.store.config().fresh_top_k} carried to"
+        f" programs (the larger of the top {report.top_fraction:.0%} and the {fresh_top_k} carried to"
         f" fresh seeds), coverage ≥ {threshold:.1f}. {verdict} {len(lost)} would have been in that top;"
         f" scaled to all stopped programs, about {estimate:.1f} top programs lost.",
     ]

@@ -247,9 +247,10 @@ class RayRunner:
 
 
 def make_runner(kind: str, workers: int | None = None, address: str | None = None):
+    from search.executor import check_executor_address
+
+    check_executor_address(kind, address)
     if kind == "local":
-        if address:
-            raise TransferError("--address needs the ray executor")
         return LocalRunner()
     return RayRunner(workers, address)
 
@@ -401,12 +402,9 @@ def run_cli(args) -> None:
     check_at_least(args.top, 1, "--top")
     if args.seeds:
         check_seeds(args.seeds)
-    if args.address:
-        from search.executor import check_reachable
+    from search.executor import check_address
 
-        if args.executor != "ray":
-            raise TransferError("--address needs the ray executor")
-        check_reachable(args.address)
+    check_address(args.executor, args.address)
     gym_adapter.inspect_env(args.env)
     preset = gym_adapter.preset(args.env, args.preset)
     if args.seeds:

@@ -383,7 +383,8 @@ def _summary(store: RunStore) -> Summary:
     evaluated = {stage: len(store.decided(stage)) for stage in st.STAGES}
     search = store.decided(st.SEARCH)
     completed = [r for r in store.ranking(st.SEARCH) if search[r.program_id] == st.COMPLETED]
-    failures = [(r.program_id, r.error) for r in store.program_results(st.SEARCH) if search.get(r.program_id) == st.FAILED]
+    # A failed program's decision detail is its error.
+    failures = sorted((d.program_id, d.detail) for d in store.decisions(st.SEARCH) if d.decision == st.FAILED)
     return Summary(store.run_dir, evaluated, completed[:5], failures)
 
 
@@ -518,12 +519,9 @@ def run_cli(args) -> None:
     check_at_least(args.trials, 1, "--trials")
     check_at_least(args.limit, 1, "--limit")
     check_max_ops(args.max_ops, args.space or "curiosity")
-    if args.address:
-        from search.executor import check_reachable
+    from search.executor import check_address
 
-        if args.executor != "ray":
-            raise ValueError("--address needs the ray executor")
-        check_reachable(args.address)
+    check_address(args.executor, args.address)
     config = config_from_args(args)
     programs = None
     if args.programs:

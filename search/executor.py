@@ -263,6 +263,18 @@ def start_ray(workers: int | None = None, address: str | None = None) -> bool:
     return True
 
 
+def check_address(kind: str, address: str | None) -> None:
+    """Before any work: ``--address`` only with the Ray executor, and something listening there."""
+    if address:
+        check_executor_address(kind, address)
+        check_reachable(address)
+
+
+def check_executor_address(kind: str, address: str | None) -> None:
+    if address and kind != "ray":
+        raise ExecutorError("--address needs the ray executor")
+
+
 def check_reachable(address: str) -> None:
     """One-line ``ExecutorError`` unless something accepts TCP connections at ``host:port``."""
     if address in ("auto", "local"):
@@ -280,9 +292,8 @@ def check_reachable(address: str) -> None:
 
 
 def make_executor(kind: str, spec: WorkerSpec, workers: int | None = None, address: str | None = None):
+    check_executor_address(kind, address)
     if kind == "local":
-        if address:
-            raise ValueError("--address needs the ray executor")
         return LocalExecutor(spec)
     if kind == "ray":
         return RayExecutor(spec, workers=workers, address=address)

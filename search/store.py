@@ -122,8 +122,9 @@ class RunStore:
         """
         run_dir = Path(run_dir)
         path = run_dir / FILE
+        taken = StoreError(f"run directory {run_dir} already holds a run; resume it with --resume or pick another --out")
         if path.exists():
-            raise StoreError(f"run directory {run_dir} already holds a run; resume it with --resume or pick another --out")
+            raise taken
         partial = run_dir / f"{FILE}.partial-{os.getpid()}"
         values = {"config": config.to_json(), "versions": json.dumps(_versions()), "command": command, "created": str(time.time())}
         try:
@@ -141,7 +142,7 @@ class RunStore:
             return cls(run_dir, _connect(path, create=False))
         except FileExistsError:
             partial.unlink(missing_ok=True)
-            raise StoreError(f"run directory {run_dir} already holds a run; resume it with --resume or pick another --out") from None
+            raise taken from None
         except (OSError, sqlite3.Error) as err:
             raise StoreError(f"cannot create a run store in {run_dir}: {err}") from None
 

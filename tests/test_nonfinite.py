@@ -39,24 +39,23 @@ def one_line_failure(capsys, argv) -> str:
     return lines[0]
 
 
-def test_gridworld_replay_fails_with_the_step_and_draws_nothing(program_file, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            ["--trials", "2", "--steps", "24"],
+            "six-squares failed: non-finite intrinsic reward by env step 12 (PPO update 1) of seed 4; 2 of 2 trials affected",
+        ),
+        (
+            ["--env", "CartPole-v1", "--preset", "quick", "--seeds", "7"],
+            "six-squares failed on CartPole-v1: non-finite rewards or agent parameters by env step 64 (PPO update 1) of seed 7",
+        ),
+    ],
+    ids=["gridworld", "gymnasium"],
+)
+def test_replay_fails_with_the_step_and_draws_nothing(program_file, tmp_path, capsys, options, message):
     out = tmp_path / "replay"
-    message = one_line_failure(capsys, ["replay", program_file, "--trials", "2", "--steps", "24", "--out", str(out)])
-    assert message == (
-        "metacurio: error: six-squares failed: non-finite intrinsic reward by env step 12 (PPO update 1) of seed 4; "
-        "2 of 2 trials affected"
-    )
-    assert not out.exists()
-
-
-def test_gymnasium_replay_fails_with_the_step(program_file, tmp_path, capsys):
-    out = tmp_path / "replay"
-    argv = ["replay", program_file, "--env", "CartPole-v1", "--preset", "quick", "--seeds", "7", "--out", str(out)]
-    message = one_line_failure(capsys, argv)
-    assert message == (
-        "metacurio: error: six-squares failed on CartPole-v1: non-finite rewards or agent parameters by env step 64 "
-        "(PPO update 1) of seed 7"
-    )
+    assert one_line_failure(capsys, ["replay", program_file, *options, "--out", str(out)]) == f"metacurio: error: {message}"
     assert not out.exists()
 
 
