@@ -24,14 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from metacurio.jax_setup import SINGLE_THREAD_XLA  # noqa: E402
+
+os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
 
 import numpy as np  # noqa: E402
 
-from metacurio import program_io  # noqa: E402
-from metacurio.interpreter import instruction_output, space_instructions  # noqa: E402
-from metacurio.program import Program, ProgramBuilder, ProgramError  # noqa: E402
+from metacurio.core import program_io  # noqa: E402
+from metacurio.core.interpreter import instruction_output, space_instructions  # noqa: E402
+from metacurio.core.program import Program, ProgramBuilder, ProgramError  # noqa: E402
 from operations.registry import get_op, get_state_type  # noqa: E402
 
 SPACE_PROGRAMS = 90_000

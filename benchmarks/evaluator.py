@@ -15,17 +15,19 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+from metacurio.jax_setup import SINGLE_THREAD_XLA  # noqa: E402
+
+os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from envs import gridworld  # noqa: E402
-from metacurio import program_io  # noqa: E402
-from metacurio.agent import GRIDWORLD_PAPER, ZeroCuriosity, make_train  # noqa: E402
-from metacurio.compiler import compile_program  # noqa: E402
-from metacurio.evaluator import PAPER_SEEDS, Evaluator, gridworld_spec  # noqa: E402
-from metacurio.interpreter import Layout  # noqa: E402
+from metacurio.core import program_io  # noqa: E402
+from metacurio.agent.ppo import GRIDWORLD_PAPER, ZeroCuriosity, make_train  # noqa: E402
+from metacurio.core.compiler import compile_program  # noqa: E402
+from metacurio.agent.evaluator import PAPER_SEEDS, Evaluator, gridworld_spec  # noqa: E402
+from metacurio.core.interpreter import Layout  # noqa: E402
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "results" / "programs"
 

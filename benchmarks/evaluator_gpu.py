@@ -19,10 +19,10 @@ from pathlib import Path
 
 import jax
 
-from metacurio import program_io
-from metacurio.agent import GRIDWORLD_PAPER, PPOConfig
-from metacurio.evaluator import PAPER_SEEDS, Evaluator
-from metacurio.interpreter import Layout
+from metacurio.core import program_io
+from metacurio.agent.ppo import GRIDWORLD_PAPER, PPOConfig
+from metacurio.agent.evaluator import PAPER_SEEDS, Evaluator
+from metacurio.core.interpreter import Layout
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "results" / "programs"
 NAMES = ("fast", "ccim", "rnd", "icm", "inverse_model", "disagreement", "knn_novelty")

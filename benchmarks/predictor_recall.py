@@ -19,7 +19,7 @@ import csv
 import statistics
 from pathlib import Path
 
-from metacurio import program_io
+from metacurio.core import program_io
 from search.predictor import default_vocabulary, program_features, search_features, simulate_recall
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,8 @@ WINDOW = 0.1
 
 def run(path: Path, ppo, seeds) -> dict:
     from envs import gridworld
-    from metacurio import program_io, replay
+    from metacurio.core import program_io
+    from metacurio.app import replay
 
     program = program_io.load(path)
     start = time.process_time()
@@ -58,8 +59,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "results"))
     args = parser.parse_args()
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
-    from metacurio.agent import GRIDWORLD_PAPER
+    from metacurio.jax_setup import SINGLE_THREAD_XLA
+
+    os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
+    from metacurio.agent.ppo import GRIDWORLD_PAPER
     from metacurio.jax_setup import enable_compilation_cache
 
     enable_compilation_cache()

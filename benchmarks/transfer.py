@@ -20,13 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+from metacurio.jax_setup import SINGLE_THREAD_XLA  # noqa: E402
+
+os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
 
 import numpy as np  # noqa: E402
 
-from envs import gym_adapter  # noqa: E402
-from metacurio import program_io  # noqa: E402
-from metacurio.compiler import compile_program  # noqa: E402
+from envs import gymnasium_envs  # noqa: E402
+from metacurio.agent import gym_trainer  # noqa: E402
+from metacurio.core import program_io  # noqa: E402
+from metacurio.core.compiler import compile_program  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ROOT / "results" / "programs"
@@ -54,18 +57,18 @@ class Timing:
         return self.env_steps / self.wall_seconds
 
 
-def shortened(env_id: str, updates: int) -> gym_adapter.GymPreset:
-    preset = gym_adapter.preset(env_id, "paper")
+def shortened(env_id: str, updates: int) -> gym_trainer.GymPreset:
+    preset = gym_trainer.preset(env_id, "paper")
     ppo = dataclasses.replace(preset.ppo, lifetime_steps=updates * preset.ppo.rollout_steps)
     return dataclasses.replace(preset, ppo=ppo, seeds=preset.seeds[:1])
 
 
-def random_actions(preset: gym_adapter.GymPreset, steps: int) -> Timing:
+def random_actions(preset: gym_trainer.GymPreset, steps: int) -> Timing:
     """Gymnasium alone: the same vector env stepped with random actions."""
     import gymnasium as gym
 
     envs = gym.vector.SyncVectorEnv(
-        [lambda: gym_adapter.make_env(preset.env_id, preset.max_episode_steps) for _ in range(preset.ppo.num_envs)],
+        [lambda: gymnasium_envs.make_env(preset.env_id, preset.max_episode_steps) for _ in range(preset.ppo.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
     envs.reset(seed=0)
@@ -79,9 +82,9 @@ def random_actions(preset: gym_adapter.GymPreset, steps: int) -> Timing:
     return Timing("gymnasium, random actions", 0.0, 0.0, wall, cpu, steps * preset.ppo.num_envs, float("nan"))
 
 
-def lifetime(preset: gym_adapter.GymPreset, label: str, curiosity=None, combiner=None, repeats: int = 2) -> Timing:
+def lifetime(preset: gym_trainer.GymPreset, label: str, curiosity=None, combiner=None, repeats: int = 2) -> Timing:
     """Compile, then the fastest of ``repeats`` lifetimes (the first run in a process warms caches up)."""
-    trainer = gym_adapter.GymTrainer(gym_adapter.inspect_env(preset.env_id), preset.ppo, curiosity, combiner)
+    trainer = gym_trainer.GymTrainer(gymnasium_envs.inspect_env(preset.env_id), preset.ppo, curiosity, combiner)
     compile_seconds = trainer.compile()
     runs = []
     for _ in range(repeats):
@@ -92,10 +95,10 @@ def lifetime(preset: gym_adapter.GymPreset, label: str, curiosity=None, combiner
     return Timing(label, pipeline_cost(trainer, preset), compile_seconds, wall, cpu, result.env_steps, result.score)
 
 
-def pipeline_cost(trainer: gym_adapter.GymTrainer, preset: gym_adapter.GymPreset, repeats: int = 20) -> float:
+def pipeline_cost(trainer: gym_trainer.GymTrainer, preset: gym_trainer.GymPreset, repeats: int = 20) -> float:
     """CPU-seconds per env step of the reward pipeline alone, on a zero rollout."""
     state = trainer.init(0)
-    rollout = gym_adapter.empty_rollout(preset.ppo, trainer.env_spec)
+    rollout = gym_trainer.empty_rollout(preset.ppo, trainer.env_spec)
     start = np.zeros((), np.int32)
     cpu = time.process_time()
     for _ in range(repeats):
@@ -103,18 +106,18 @@ def pipeline_cost(trainer: gym_adapter.GymTrainer, preset: gym_adapter.GymPreset
     return (time.process_time() - cpu) / repeats / (preset.ppo.rollout_steps * preset.ppo.num_envs)
 
 
-def agent_calls(preset: gym_adapter.GymPreset, repeats: int = 200) -> tuple[float, float]:
+def agent_calls(preset: gym_trainer.GymPreset, repeats: int = 200) -> tuple[float, float]:
     """CPU-seconds of one policy call (all N envs) and of one PPO update, on zero inputs."""
-    spaces = gym_adapter.inspect_env(preset.env_id)
+    spaces = gymnasium_envs.inspect_env(preset.env_id)
     spec = spaces.env_spec(preset.ppo.num_envs)
-    agent = gym_adapter.compiled_agent(spec, preset.ppo)
-    state = gym_adapter.GymTrainer(spaces, preset.ppo).init(0)
+    agent = gym_trainer.compiled_agent(spec, preset.ppo)
+    state = gym_trainer.GymTrainer(spaces, preset.ppo).init(0)
     obs = np.zeros((preset.ppo.num_envs,) + spec.obs_shape, np.float32)
     cpu = time.process_time()
     for _ in range(repeats):
         np.asarray(agent.act(state.params, obs, state.key)[0])
     act = (time.process_time() - cpu) / repeats
-    host = gym_adapter.empty_rollout(preset.ppo, spec)
+    host = gym_trainer.empty_rollout(preset.ppo, spec)
     rewards = np.zeros((preset.ppo.rollout_steps, preset.ppo.num_envs), np.float32)
     updates = max(2, repeats // 50)
     cpu = time.process_time()
@@ -123,7 +126,7 @@ def agent_calls(preset: gym_adapter.GymPreset, repeats: int = 200) -> tuple[floa
     return act, (time.process_time() - cpu) / updates
 
 
-def measure(preset: gym_adapter.GymPreset, program_names: list[str]) -> list[Timing]:
+def measure(preset: gym_trainer.GymPreset, program_names: list[str]) -> list[Timing]:
     combiner = compile_program(program_io.load(PROGRAMS / "combiner_paper.json"))
     steps = preset.ppo.num_updates * preset.ppo.rollout_steps
     timings = [random_actions(preset, steps), lifetime(preset, "PPO alone")]
@@ -133,7 +136,7 @@ def measure(preset: gym_adapter.GymPreset, program_names: list[str]) -> list[Tim
     return timings
 
 
-def table(preset: gym_adapter.GymPreset, timings: list[Timing]) -> list[str]:
+def table(preset: gym_trainer.GymPreset, timings: list[Timing]) -> list[str]:
     gym_alone, plain = timings[0], timings[1]
     lines = [
         f"### {preset.env_id}: {preset.ppo.num_envs} env(s) × {preset.ppo.num_updates} updates of {preset.ppo.rollout_steps} steps "

@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 CACHE_ENV = "METACURIO_CACHE_DIR"
+SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false"
+"""XLA's intra-op threading more than halves throughput on these CPUs (STACK.md): one
+single-threaded process per core is faster, so every entry point and worker uses this."""
 
 
 def cache_dir() -> Path:
@@ -24,3 +27,13 @@ def enable_compilation_cache() -> Path:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def set_up_process() -> Path:
+    """Before this process's first JAX computation: single-threaded XLA (unless ``XLA_FLAGS``
+    is already set, which the user's choice overrides) and the persistent compile cache.
+
+    The one place that sets process-wide JAX state; entry points call it, imports never do.
+    """
+    os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
+    return enable_compilation_cache()

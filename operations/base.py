@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from metacurio.specs import EnvSpec
+from metacurio.core.specs import EnvSpec
 from operations import types as T
 from operations.types import GradFacts, ValueType
 

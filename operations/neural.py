@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from metacurio import networks
+from metacurio.core import networks
 from operations import types as T
 from operations.base import ALWAYS, NEVER, ListValue, OpDef, Slot, exactly
 

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from metacurio import networks
-from metacurio.specs import EnvSpec
+from metacurio.core import networks
+from metacurio.core.specs import EnvSpec
 from operations import types as T
 
 BUFFER_CAPACITY = 100

@@ -14,8 +14,8 @@ from typing import Any
 
 from envs import gridworld
 from metacurio import arguments
-from metacurio.agent import GRIDWORLD_PAPER, PPOConfig
-from metacurio.evaluator import PAPER_SEEDS
+from metacurio.agent.ppo import GRIDWORLD_PAPER, PPOConfig
+from metacurio.agent.evaluator import PAPER_SEEDS
 
 SPACES = ("curiosity",)
 """Spaces the evaluator can search; reward combiners need a fixed curiosity program first."""

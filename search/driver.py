@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shlex
 import sys
 import time
@@ -28,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from metacurio.progress import ProgressDisplay
 from search import store as st
 from search.enumerate import distinct_programs
 from search.config import PRESETS, SearchConfig, load_file, preset, with_fields
@@ -116,7 +116,7 @@ def run_search(
             if not store.funnel():
                 _prepare(store, config, programs)
             pool = _Pool(store, config, executor, address, workers)
-            display = _Display(progress)
+            display = ProgressDisplay(progress, unit="programs")
             try:
                 _run_stages(store, config, pool, display)
             finally:
@@ -188,7 +188,7 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -
 
 
 def _program_row(position: int, program, unique_ids: set[str], duplicate_of: dict, failed: dict) -> ProgramRow:
-    from metacurio import program_io
+    from metacurio.core import program_io
 
     if program.id in unique_ids:
         status, class_of, error = "unique", None, None
@@ -203,7 +203,7 @@ def _program_row(position: int, program, unique_ids: set[str], duplicate_of: dic
 
 
 def _layout(programs: Sequence):
-    from metacurio.interpreter import Layout
+    from metacurio.core.interpreter import Layout
 
     return Layout.for_programs(programs)
 
@@ -215,7 +215,7 @@ def _layout_summary(layout) -> dict:
 # Steps 2 and 3: stages
 
 
-def _run_stages(store: RunStore, config: SearchConfig, pool: "_Pool", display: "_Display") -> None:
+def _run_stages(store: RunStore, config: SearchConfig, pool: "_Pool", display: ProgressDisplay) -> None:
     unique = store.programs("unique")
     state = _load_state(store)
     _search_stage(store, config, unique, state, pool, display)
@@ -242,7 +242,7 @@ def _curve_array(rows: Sequence[EvaluationRow]) -> np.ndarray:
 def _search_stage(store, config, unique: list[ProgramRow], state: SearchState, pool, display) -> None:
     target = min(config.limit or len(unique), len(unique))
     selections = _selections(store)
-    display.stage("search", target, len(state.decisions), state)
+    display.stage("search", target, len(state.decisions), _status(state))
     pending = [pid for pid in selections if pid not in state.decisions]
     if pending:
         cutoffs = selections[pending[0]][1]
@@ -290,7 +290,7 @@ def _selections(store: RunStore) -> dict[str, tuple[int, tuple[float, ...]]]:
 
 
 def _features(unique: Sequence[ProgramRow]) -> np.ndarray:
-    from metacurio import program_io
+    from metacurio.core import program_io
     from search.predictor import search_features
 
     return search_features([program_io.from_json(p.json) for p in unique])
@@ -320,7 +320,7 @@ def _fresh_top(config: SearchConfig, state: SearchState) -> list[str]:
 def _plain_stage(store, config, stage: str, ids: list[str], seeds, unique, pool, display) -> None:
     """Full evaluations (no cutoffs) of ``ids`` that have no decision in ``stage`` yet."""
     done = store.decided(stage)
-    display.stage(stage, len(ids), sum(pid in done for pid in ids), None)
+    display.stage(stage, len(ids), sum(pid in done for pid in ids))
     todo = [pid for pid in ids if pid not in done]
     if todo:
         _evaluate(store, config, stage, todo, seeds, None, unique, None, pool, display)
@@ -337,7 +337,7 @@ def _evaluate(store, config, stage, ids, seeds, cutoffs, unique, state: SearchSt
         store.record_outcome(outcome.task.program_id, stage, rows, decision, detail)
         if state is not None:
             state.add(outcome.task.program_id, rows, decision)
-        display.advance(state)
+        display.advance(_status(state))
         raise_if_requested()
 
 
@@ -397,7 +397,7 @@ class _Pool:
 
     def get(self):
         if self._executor is None:
-            from metacurio import program_io
+            from metacurio.core import program_io
             from search.executor import WorkerSpec, make_executor
 
             store, config, kind, address, workers = self._args
@@ -412,49 +412,10 @@ class _Pool:
             self._executor = None
 
 
-class _Display:
-    """Programs done / total, programs per second, ETA, best score and stopped share on stderr."""
-
-    def __init__(self, enabled: bool):
-        self._progress = None
-        self._task = None
-        self._started = time.perf_counter()
-        self._done_here = 0
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=Console(stderr=True),
-            )
-            self._progress.start()
-
-    def stage(self, name: str, total: int, done: int, state: SearchState | None) -> None:
-        self._started, self._done_here = time.perf_counter(), 0
-        if self._progress is not None:
-            self._task = self._progress.add_task(name, total=total, completed=done, info=_info(state, 0.0))
-
-    def advance(self, state: SearchState | None) -> None:
-        self._done_here += 1
-        if self._progress is not None:
-            rate = self._done_here / max(time.perf_counter() - self._started, 1e-9)
-            self._progress.update(self._task, advance=1, info=_info(state, rate))
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-
-def _info(state: SearchState | None, rate: float) -> str:
-    text = f"{rate:.2f} programs/s"
-    if state is not None and state.decisions:
-        text += f" · best {state.best:.1f} · stopped {state.stopped / len(state.decisions):.0%}"
-    return text
+def _status(state: SearchState | None) -> str:
+    if state is None or not state.decisions:
+        return ""
+    return f"best {state.best:.1f} · stopped {state.stopped / len(state.decisions):.0%}"
 
 
 # Command line
@@ -506,13 +467,9 @@ def run_dir_from_args(args) -> Path:
 
 
 def run_cli(args) -> None:
-    # Before any JAX computation in this process: single-threaded XLA and the compile cache.
-    from search.executor import SINGLE_THREAD_XLA
+    from metacurio.jax_setup import set_up_process
 
-    os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
-    from metacurio.jax_setup import enable_compilation_cache
-
-    enable_compilation_cache()
+    set_up_process()
     from metacurio.arguments import check_at_least, check_max_ops
 
     check_at_least(args.workers, 1, "--workers")
@@ -525,7 +482,7 @@ def run_cli(args) -> None:
     config = config_from_args(args)
     programs = None
     if args.programs:
-        from metacurio.cli import resolve_program
+        from metacurio.app.cli import resolve_program
 
         programs = [resolve_program(spec) for spec in args.programs]
     run_dir = run_dir_from_args(args)

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from metacurio import program_io
-from metacurio.program import COMBINER, CURIOSITY, INPUTS, Program, ProgramBuilder
+from metacurio.core import program_io
+from metacurio.core.program import COMBINER, CURIOSITY, INPUTS, Program, ProgramBuilder
 from operations import types as T
 from operations.base import OpDef, TypeRuleError, collapses, derive_facts
 from operations.registry import get_op

@@ -21,11 +21,10 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from envs import gridworld
-from metacurio.agent import PPOConfig
-from metacurio.interpreter import Layout
+from metacurio.agent.ppo import PPOConfig
+from metacurio.core.interpreter import Layout
+from metacurio.errors import failure
 
-SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-"""XLA's intra-op threading more than halves throughput on these CPUs; one process per core is faster."""
 ROOT = Path(__file__).resolve().parents[1]
 MAX_WORKER_DEATHS = 3
 """Tries of a chunk whose worker keeps dying before its programs are recorded as failed."""
@@ -63,14 +62,14 @@ class Outcome:
 
     task: Task
     result: object | None
-    """The ``metacurio.evaluator.EvalResult``; None when the evaluation raised."""
+    """The ``metacurio.agent.evaluator.EvalResult``; None when the evaluation raised."""
     error: str | None
     worker: str
 
 
 def worker_environment() -> dict[str, str]:
     """Variables a worker process needs before JAX starts: XLA threading, compile cache, imports."""
-    from metacurio.jax_setup import CACHE_ENV, cache_dir
+    from metacurio.jax_setup import CACHE_ENV, SINGLE_THREAD_XLA, cache_dir
 
     path = os.environ.get("PYTHONPATH", "")
     return {
@@ -83,30 +82,26 @@ def worker_environment() -> dict[str, str]:
 @functools.lru_cache(maxsize=2)
 def build_evaluator(spec: WorkerSpec):
     """One evaluator per spec and process: a second run in the same process skips the compile."""
-    from metacurio.evaluator import Evaluator
-    from metacurio.jax_setup import enable_compilation_cache
+    from metacurio.agent.evaluator import Evaluator
+    from metacurio.jax_setup import set_up_process
 
-    enable_compilation_cache()
+    set_up_process()
     return Evaluator(spec.layout, spec.grid, spec.ppo, spec.checkpoint_every)
 
 
 def evaluate_task(evaluator, task: Task, worker: str) -> Outcome:
     """Run one task; an exception or a non-finite score becomes the outcome's error."""
-    from metacurio import program_io
+    from metacurio.core import program_io
 
     try:
         program = program_io.from_json(task.program_json)
         result = evaluator.evaluate(program, task.seeds, task.cutoffs)
     except Exception as err:  # noqa: BLE001 - any failure of one program must not stop the search
-        return Outcome(task, None, _one_line(err), worker)
+        return Outcome(task, None, failure(err), worker)
     if result.error is None and not np.all(np.isfinite(result.curves)):
         result = dataclasses.replace(result, error="non-finite coverage")
     return Outcome(task, result, None, worker)
 
-
-def _one_line(err: BaseException, limit: int = 500) -> str:
-    text = " ".join(str(err).split()) or "no message"
-    return f"{type(err).__name__}: {text}"[:limit]
 
 
 def _worker_name() -> str:
@@ -189,14 +184,14 @@ class RayExecutor:
             except RayActorError as err:
                 if err.actor_init_failed:
                     # A worker that cannot even build its evaluator says nothing about the programs.
-                    raise ExecutorError(f"a Ray worker failed to start: {_one_line(err)}") from None
+                    raise ExecutorError(f"a Ray worker failed to start: {failure(err)}") from None
                 self.restarts += 1
                 self.actors[slot] = self._new_actor()
                 idle.append(slot)
                 if deaths + 1 < MAX_WORKER_DEATHS:
                     queue.appendleft((chunk, deaths + 1))
                     continue
-                message = f"worker died {deaths + 1} times while evaluating this chunk: {_one_line(err)}"
+                message = f"worker died {deaths + 1} times while evaluating this chunk: {failure(err)}"
                 outcomes = [Outcome(task, None, message, "ray") for task in chunk]
             else:
                 idle.append(slot)
@@ -256,7 +251,7 @@ def start_ray(workers: int | None = None, address: str | None = None) -> bool:
 
                 reaper.watch(os.getpid())
     except ConnectionError as err:
-        raise ExecutorError(f"cannot join the Ray cluster at {address}: {_one_line(err)}") from None
+        raise ExecutorError(f"cannot join the Ray cluster at {address}: {failure(err)}") from None
     finally:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, previous_sigterm)

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from metacurio.program import CURIOSITY
+from metacurio.core.program import CURIOSITY
 from operations.registry import ops_for_space
 
 NEIGHBOURS = 10
@@ -66,7 +66,7 @@ def program_features(
 
 
 def structure_tokens(program) -> frozenset[str]:
-    """What a program computes from what, beyond which ops it uses (a ``metacurio.program.Program``).
+    """What a program computes from what, beyond which ops it uses (a ``metacurio.core.program.Program``).
 
     - ``SRC>OP#i``: argument ``i`` of an ``OP`` node comes from ``SRC``, a program input (``obs``,
       ``next_obs``, ``action``, ...), ``const`` or the producing node's op (no ``#i`` for a
@@ -75,7 +75,7 @@ def structure_tokens(program) -> frozenset[str]:
     - ``OP:grad`` / ``OP:detached``: the node's gradient facts.
     - ``out:OP`` and ``depth:D``: the op that makes the reward and its depth in the graph.
     """
-    from metacurio.program import is_constant
+    from metacurio.core.program import is_constant
     from operations.registry import get_op
 
     nodes = {node.id: node for node in program.nodes}

@@ -37,8 +37,8 @@ import numpy as np
 from flax import struct
 
 from envs import gridworld
-from metacurio.agent import GRIDWORLD_PAPER, ReturnNormalizer
-from metacurio.interpreter import (
+from metacurio.agent.ppo import GRIDWORLD_PAPER, ReturnNormalizer
+from metacurio.core.interpreter import (
     NOP,
     Encoding,
     Interpreter,
@@ -53,9 +53,9 @@ from metacurio.interpreter import (
     stack_encodings,
     value_type,
 )
-from metacurio.jax_setup import enable_compilation_cache
-from metacurio.program import CURIOSITY, Program, is_constant
-from metacurio.specs import CuriosityBatch, EnvSpec, one_hot_actions
+from metacurio.jax_setup import set_up_process
+from metacurio.core.program import CURIOSITY, Program, is_constant
+from metacurio.core.specs import CuriosityBatch, EnvSpec, one_hot_actions
 from operations.registry import get_op
 from operations.state_types import STATE_TYPES
 
@@ -240,9 +240,7 @@ def _run_task(layout: Layout, steps: int, seed: int, chunk: int, encodings: Enco
 
 
 def _worker_init() -> None:
-    # One single-threaded XLA per core is faster here than XLA's own threads (STACK.md).
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    enable_compilation_cache()
+    set_up_process()
 
 
 def encode_programs(programs: Sequence[Program], layout: Layout) -> tuple[Encoding | None, list[int], dict[int, str]]:

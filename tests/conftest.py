@@ -1,9 +1,5 @@
 """Test-session set-up: single-threaded XLA (faster on these CPUs) and a persistent compile cache."""
 
-import os
+from metacurio.jax_setup import set_up_process
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-
-from metacurio.jax_setup import enable_compilation_cache  # noqa: E402
-
-enable_compilation_cache()
+set_up_process()

@@ -7,8 +7,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from metacurio import program_io
-from metacurio.specs import EnvSpec
+from metacurio.core import program_io
+from metacurio.core.specs import EnvSpec
 from operations import types as T
 from operations.base import ListValue
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from envs import gridworld as gw
-from metacurio import agent
-from metacurio.specs import EnvSpec
+from metacurio.agent import ppo
+from metacurio.core.specs import EnvSpec
 
 ROOM = gw.GridConfig(layout="empty", size=7, max_steps=3)
 """The smallest room the agent's CNN accepts, with episodes short enough to end often."""
-SMALL = dataclasses.replace(agent.GRIDWORLD_PAPER, num_envs=2, rollout_steps=4, lifetime_steps=16)
+SMALL = dataclasses.replace(ppo.GRIDWORLD_PAPER, num_envs=2, rollout_steps=4, lifetime_steps=16)
 SMALL_SPEC = EnvSpec(obs_shape=(7, 7, 3), action_dim=gw.NUM_ACTIONS, discrete=True, batch_size=2)
 
 
@@ -68,7 +68,7 @@ class TauRecorder:
 @pytest.fixture(scope="module")
 def small():
     """A recording trainer on ROOM and its whole 4-update lifetime, compiled once."""
-    trainer = agent.make_train(
+    trainer = ppo.make_train(
         gw.reset,
         gw.step,
         ROOM,
@@ -121,7 +121,7 @@ def test_gae_scan_matches_plain_loop():
     terminals[[2, 5], 0] = True
     dones[[3, 8], 1] = True  # env 1: a bootstrapped truncation, then a termination
     terminals[8, 1] = True
-    advantages, returns = agent.compute_gae(
+    advantages, returns = ppo.compute_gae(
         jnp.asarray(rewards), jnp.asarray(values), jnp.asarray(next_values),
         jnp.asarray(terminals), jnp.asarray(dones), 0.9, 0.8,
     )
@@ -131,7 +131,7 @@ def test_gae_scan_matches_plain_loop():
 
 
 def test_return_normalizer_resets_where_the_episode_ended():
-    normalizer = agent.ReturnNormalizer.create(2)
+    normalizer = ppo.ReturnNormalizer.create(2)
     reward = jnp.array([1.0, 2.0])
     dones = [jnp.array([False, False]), jnp.array([True, False]), jnp.array([False, False])]
     scaled, rets = [], []
@@ -149,7 +149,7 @@ def test_return_normalizer_resets_where_the_episode_ended():
     assert float(normalizer.count) == pytest.approx(6.0, abs=1e-3)
 
     # Equal returns in both envs leave only the prior's variance, so the first reward is large.
-    clipped, _ = agent.ReturnNormalizer.create(2).normalize(
+    clipped, _ = ppo.ReturnNormalizer.create(2).normalize(
         jnp.array([-3.0, -3.0]), jnp.array([False, False]), gamma=0.5, clip=10.0
     )
     np.testing.assert_allclose(clipped, [-10.0, -10.0])
@@ -157,16 +157,16 @@ def test_return_normalizer_resets_where_the_episode_ended():
 
 def test_policy_distributions():
     logits = jnp.array([[0.5, -1.0, 2.0]])
-    probs = np.exp([agent.action_log_prob(logits, jnp.array([a]), True)[0] for a in range(3)])
+    probs = np.exp([ppo.action_log_prob(logits, jnp.array([a]), True)[0] for a in range(3)])
     np.testing.assert_allclose(probs, jax.nn.softmax(logits)[0], rtol=1e-6)
     np.testing.assert_allclose(
-        agent.policy_entropy(logits, True), -np.sum(probs * np.log(probs)), rtol=1e-6
+        ppo.policy_entropy(logits, True), -np.sum(probs * np.log(probs)), rtol=1e-6
     )
     mean, log_std = jnp.array([[0.3, -1.0]]), jnp.array([[0.0, -0.5]])
     action = jnp.array([[1.0, -0.2]])
     expected = jax.scipy.stats.norm.logpdf(action, mean, jnp.exp(log_std)).sum()
-    np.testing.assert_allclose(agent.action_log_prob((mean, log_std), action, False), [expected], rtol=1e-6)
-    sample = agent.sample_action(jax.random.key(0), (mean, log_std), False)
+    np.testing.assert_allclose(ppo.action_log_prob((mean, log_std), action, False), [expected], rtol=1e-6)
+    sample = ppo.sample_action(jax.random.key(0), (mean, log_std), False)
     assert sample.shape == mean.shape
 
 
@@ -220,7 +220,7 @@ def test_paper_counting_stops_at_the_last_completed_episode():
     """Episodes end at steps 6 and 12 of a 16-step lifetime: the paper's count is the coverage
     after step 12 (the third update's), and the cut episode's steps 13-16 never count."""
     room = dataclasses.replace(ROOM, max_steps=6)
-    trainer = agent.make_train(gw.reset, gw.step, room, SMALL_SPEC, SMALL, agent.ZeroCuriosity())
+    trainer = ppo.make_train(gw.reset, gw.step, room, SMALL_SPEC, SMALL, ppo.ZeroCuriosity())
     _, metrics = jax.jit(trainer.train)(jax.random.key(5))
     paper, lifetime = np.asarray(metrics["coverage_completed_episodes"]), np.asarray(metrics["coverage"])
     assert paper[0] == 0 and 0 < paper[1] <= lifetime[1]
@@ -264,7 +264,7 @@ GOAL_ROOM = gw.GridConfig(layout="goal", size=7, max_steps=200)
 """The smallest room the agent's CNN accepts; a uniformly random policy reaches its goal in
 about a quarter of the episodes, for a mean return of 0.11 (the optimum, 9 steps, earns 0.96)."""
 LEARNING = dataclasses.replace(
-    agent.GRIDWORLD_PAPER,
+    ppo.GRIDWORLD_PAPER,
     num_envs=32,
     rollout_steps=16,
     lifetime_steps=960,
@@ -304,7 +304,7 @@ def test_ppo_learns_to_reach_the_goal():
     Each code generation gives different per-seed returns, as another CPU would.
     """
     spec = EnvSpec(obs_shape=(7, 7, 3), action_dim=gw.NUM_ACTIONS, discrete=True, batch_size=LEARNING.num_envs)
-    trainer = agent.make_train(gw.reset, gw.step, GOAL_ROOM, spec, LEARNING, agent.ZeroCuriosity())
+    trainer = ppo.make_train(gw.reset, gw.step, GOAL_ROOM, spec, LEARNING, ppo.ZeroCuriosity())
     _, metrics = jax.jit(jax.vmap(trainer.train))(jax.random.split(jax.random.key(0), LEARNING_SEEDS))
     last_fifth = slice(-(LEARNING.num_updates // 5), None)
     returns = np.asarray(metrics["episode_return_sum"])[:, last_fifth].sum(1)
@@ -319,7 +319,7 @@ def test_config_and_spec_are_checked():
     with pytest.raises(ValueError, match="at least one rollout"):
         dataclasses.replace(SMALL, lifetime_steps=3)
     with pytest.raises(ValueError, match="batch_size"):
-        agent.make_train(gw.reset, gw.step, ROOM, SMALL_SPEC, agent.GRIDWORLD_PAPER, agent.ZeroCuriosity())
+        ppo.make_train(gw.reset, gw.step, ROOM, SMALL_SPEC, ppo.GRIDWORLD_PAPER, ppo.ZeroCuriosity())
 
 
 def line_reset(key, config):
@@ -343,7 +343,7 @@ def line_step(key, state, action, config):
 def test_continuous_actions_and_vector_observations():
     config = dataclasses.replace(SMALL, bootstrap_truncation=True)
     spec = EnvSpec(obs_shape=(1,), action_dim=1, discrete=False, batch_size=2)
-    trainer = agent.make_train(line_reset, line_step, 5, spec, config, agent.ZeroCuriosity())
+    trainer = ppo.make_train(line_reset, line_step, 5, spec, config, ppo.ZeroCuriosity())
     final, metrics = jax.jit(trainer.train)(jax.random.key(0))
     assert final.coverage is None and "coverage" not in metrics
     assert int(metrics["episode_count"].sum()) == 2 * (16 // 5)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from metacurio import arguments, program_io
-from metacurio.cli import main
-from metacurio.program import ProgramError
+from metacurio import arguments
+from metacurio.core import program_io
+from metacurio.app.cli import main
+from metacurio.core.program import ProgramError
 from search.config import TINY, ConfigError, load_file, with_fields
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "metacurio.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return subprocess.run([sys.executable, "-m", "metacurio", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
 
 
 def test_json_limits_apply_before_parsing():

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from metacurio import baselines
+from metacurio.app import baselines
 
 
 def test_reference_scores_are_data_with_their_sources():

@@ -12,12 +12,14 @@ import sys
 import pytest
 from helpers import PROGRAMS, ROOT, reference_programs
 
-from metacurio import cli, program_io, render
+from metacurio.app import cli
+from metacurio.core import program_io
+from metacurio.core import render
 
 
 def run_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "metacurio.cli", *args], capture_output=True, text=True, cwd=cwd, check=False
+        [sys.executable, "-m", "metacurio", *args], capture_output=True, text=True, cwd=cwd, check=False
     )
 
 

@@ -11,10 +11,10 @@ import pytest
 from helpers import CONTINUOUS_ENV, IMAGE_ENV, VECTOR_ENV, random_value, reference_programs
 
 from envs import gridworld
-from metacurio import networks
-from metacurio.compiler import compile_program
-from metacurio.program import ProgramBuilder
-from metacurio.specs import CombinerBatch, CuriosityBatch, EnvSpec
+from metacurio.core import networks
+from metacurio.core.compiler import compile_program
+from metacurio.core.program import ProgramBuilder
+from metacurio.core.specs import CombinerBatch, CuriosityBatch, EnvSpec
 from operations import types as T
 
 CURIOSITY = reference_programs("curiosity")
@@ -160,7 +160,7 @@ def test_reward_is_computed_before_the_update():
     batch = jax.tree.map(lambda x: x[0], gridworld_stream(1))
     reward, new_state, _ = jax.jit(compiled.step)(state, batch)
     t = networks.apply_obs_encoder(state.params["predictor"], batch.next_obs)
-    from metacurio.compiler import slot_key
+    from metacurio.core.compiler import slot_key
 
     target_params = networks.init_obs_encoder(
         slot_key(jax.random.PRNGKey(0), CURIOSITY["rnd"].analysis.canonical_state_names["target_net"]), IMAGE_ENV.obs_shape

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from helpers import PROGRAMS, ROOT
 
-from metacurio import cli, program_io
-from metacurio.program import ProgramBuilder
+from metacurio.app import cli
+from metacurio.core import program_io
+from metacurio.core.program import ProgramBuilder
 from search import store as st
 from search.config import TINY, with_fields
 from search.driver import run_search
@@ -200,7 +201,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(finished, program_files
     out = tmp_path / "killed"
     args = ["search", "--config", str(config_file), "--programs", *program_files, "--executor", "local", "--quiet"]
     args += ["--out", str(out)]
-    process = subprocess.Popen([sys.executable, "-m", "metacurio.cli", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "metacurio", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_decisions(out / st.FILE, process)
         assert process.poll() is None, f"the run ended before it could be killed: {process.stderr.read()}"
@@ -238,7 +239,7 @@ def _wait_for_decisions(path, process, timeout: float = 120.0) -> int:
 
 @pytest.mark.slow
 def test_a_killed_ray_actor_has_its_chunk_retried(finished):
-    from metacurio.interpreter import Layout
+    from metacurio.core.interpreter import Layout
     from search.executor import RayExecutor, Task, WorkerSpec, build_evaluator, evaluate_task
 
     import ray
@@ -269,7 +270,7 @@ def test_a_killed_ray_actor_has_its_chunk_retried(finished):
 
 @pytest.mark.slow
 def test_workers_that_cannot_start_stop_the_run_with_one_line():
-    from metacurio.interpreter import Layout
+    from metacurio.core.interpreter import Layout
     from search.executor import ExecutorError, RayExecutor, Task, WorkerSpec
 
     import ray
@@ -291,7 +292,7 @@ def test_workers_that_cannot_start_stop_the_run_with_one_line():
 def test_tiny_preset_end_to_end_through_the_cli(tmp_path):
     out = tmp_path / "tiny"
     done = subprocess.run(
-        [sys.executable, "-m", "metacurio.cli", "search", "--preset", "tiny", "--workers", "2", "--quiet", "--out", str(out)],
+        [sys.executable, "-m", "metacurio", "search", "--preset", "tiny", "--workers", "2", "--quiet", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

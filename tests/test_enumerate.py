@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from metacurio import program_io
-from metacurio.cli import main
+from metacurio.core import program_io
+from metacurio.app.cli import main
 from search import prune
 from search.engine import Term
 from search.enumerate import enumerate_space

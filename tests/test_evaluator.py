@@ -11,11 +11,11 @@ import pytest
 from helpers import IMAGE_ENV, reference_programs
 
 from envs import gridworld
-from metacurio.agent import PPOConfig, make_train
-from metacurio.compiler import compile_program
-from metacurio.evaluator import Evaluator, chunk_sizes, gridworld_spec
-from metacurio.interpreter import InterpretedProgram, Interpreter, Layout, LayoutError, encode
-from metacurio.program import ProgramBuilder
+from metacurio.agent.ppo import PPOConfig, make_train
+from metacurio.core.compiler import compile_program
+from metacurio.agent.evaluator import Evaluator, chunk_sizes, gridworld_spec
+from metacurio.core.interpreter import InterpretedProgram, Interpreter, Layout, LayoutError, encode
+from metacurio.core.program import ProgramBuilder
 from test_compiler import gridworld_stream
 
 CURIOSITY = reference_programs("curiosity")
@@ -141,7 +141,7 @@ def test_layout_rejects_programs_that_do_not_fit():
 
 
 def test_chunk_sizes_cover_the_lifetime():
-    from metacurio.agent import GRIDWORLD_PAPER
+    from metacurio.agent.ppo import GRIDWORLD_PAPER
 
     chunks = chunk_sizes(GRIDWORLD_PAPER, 108)
     assert chunks == (9,) * 9 + (2,)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from metacurio import cli, program_io
-from metacurio.program import ProgramBuilder
+from metacurio.app import cli
+from metacurio.core import program_io
+from metacurio.core.program import ProgramBuilder
 
 
 def six_squares():

@@ -179,7 +179,7 @@ def test_simulated_recall_rejects_bad_input():
 
 
 def test_structure_tokens_tell_a_mirror_pair_apart_and_ignore_commutative_order():
-    from metacurio.program import ProgramBuilder
+    from metacurio.core.program import ProgramBuilder
     from search.predictor import search_features, structure_tokens
 
     def distil(first, second, swap=False):

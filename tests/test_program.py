@@ -10,8 +10,8 @@ from helpers import reference_programs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metacurio import program_io
-from metacurio.program import Node, Program, ProgramBuilder, ProgramError, validate
+from metacurio.core import program_io
+from metacurio.core.program import Node, Program, ProgramBuilder, ProgramError, validate
 from operations.registry import get_op
 
 FAST = {

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from helpers import ROOT
 
-from metacurio import cli
+from metacurio.app import cli
 
 ENV = dict(os.environ, PYTHONPATH=str(ROOT), RAY_AUTH_MODE="disabled")
 

@@ -6,7 +6,9 @@ import sqlite3
 
 import pytest
 
-from metacurio import cli, program_io, report
+from metacurio.app import cli
+from metacurio.core import program_io
+from metacurio.app import report
 from search import store as st
 from search.config import TINY
 from search.store import EvaluationRow, ProgramRow, RunStore
@@ -83,7 +85,7 @@ def run_dir(tmp_path, programs):
 
 
 def _json(program):
-    from metacurio import program_io
+    from metacurio.core import program_io
 
     return program_io.to_json(program)
 

@@ -59,7 +59,7 @@ def test_racing_creators_leave_exactly_one_whole_store(tmp_path):
 def _cli(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "metacurio.cli", *args],
+        [sys.executable, "-m", "metacurio", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from helpers import reference_programs
 
-from metacurio.compiler import compile_program
-from metacurio.interpreter import Layout
-from metacurio.program import ProgramBuilder
+from metacurio.core.compiler import compile_program
+from metacurio.core.interpreter import Layout
+from metacurio.core.program import ProgramBuilder
 from search.signature import (
     BATCH,
     SIGNATURE_ENV,

@@ -9,7 +9,9 @@ import math
 import pytest
 from helpers import reference_programs
 
-from metacurio import cli, program_io, transfer
+from metacurio.app import cli
+from metacurio.core import program_io
+from metacurio.app import transfer
 from search import store as st
 from search.config import TINY
 from search.store import EvaluationRow, ProgramRow, RunStore
@@ -29,7 +31,7 @@ def test_entries_baselines_and_pending_tasks():
     entries = transfer.unique([fast] + transfer.baseline_entries(["none", "fast", "rnd"], programs.__getitem__))
     assert [e.id for e in entries] == [programs["fast"].id, "none", programs["rnd"].id]
     assert entries[1].program_json is None
-    from envs.gym_adapter import preset
+    from metacurio.agent.gym_trainer import preset
 
     quick = preset("CartPole-v1", "quick")
     tasks = transfer.pending_tasks(entries, quick, "COMBINER", done={(programs["fast"].id, 4)})
@@ -47,7 +49,7 @@ def test_wrong_programs_and_baselines_are_refused():
 
 
 def test_a_failing_task_becomes_an_error_row():
-    from envs.gym_adapter import preset
+    from metacurio.agent.gym_trainer import preset
 
     broken = json.loads(preset("CartPole-v1", "quick").to_json()) | {"env_id": "NoSuchEnv-v0"}
     task = transfer.Task(transfer.plain_ppo(), json.dumps(broken), None, 4)
@@ -105,7 +107,7 @@ def test_rows_are_stored_and_tabulated_per_env_and_seed(search_run):
 
 
 def test_settings_clash_is_refused(search_run):
-    from envs.gym_adapter import preset
+    from metacurio.agent.gym_trainer import preset
 
     store, _ = search_run
     quick = preset("CartPole-v1", "quick")

@@ -34,8 +34,8 @@ import optax
 from flax import struct
 
 from envs.gridworld import coverage_count, empty_coverage, update_coverage, update_episode_coverage
-from metacurio.networks import apply_actor_critic, init_actor_critic
-from metacurio.specs import CombinerBatch, CuriosityBatch, EnvSpec, one_hot_actions
+from metacurio.core.networks import apply_actor_critic, init_actor_critic
+from metacurio.core.specs import CombinerBatch, CuriosityBatch, EnvSpec, one_hot_actions
 
 
 @dataclasses.dataclass(frozen=True)

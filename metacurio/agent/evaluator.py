@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import gridworld
-from metacurio.agent import GRIDWORLD_PAPER, PPOConfig, make_train
-from metacurio.interpreter import Encoding, InterpretedProgram, Interpreter, Layout, encode, stack_encodings
-from metacurio.program import Program
-from metacurio.specs import EnvSpec
+from metacurio.agent.ppo import GRIDWORLD_PAPER, PPOConfig, make_train
+from metacurio.core.interpreter import Encoding, InterpretedProgram, Interpreter, Layout, encode, stack_encodings
+from metacurio.core.program import Program
+from metacurio.core.specs import EnvSpec
 
 PAPER_SEEDS = (4, 104, 204, 304, 404)
 """The original's trial seeds for the gridworld search (3 + 100·i + offset 1)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from metacurio import arguments
-from metacurio.program import FORWARD, UPDATE, Node, Program, ProgramError, is_constant, validate
+from metacurio.core.program import FORWARD, UPDATE, Node, Program, ProgramError, is_constant, validate
 
 FORMAT = "metacurio.program"
 VERSION = 1

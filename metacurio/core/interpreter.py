@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from metacurio.compiler import ProgramState, learning_step, optimizer, program_inputs, slot_key
-from metacurio.networks import ENSEMBLE_SIZE
-from metacurio.program import INPUTS, Program, is_constant
-from metacurio.specs import EnvSpec
+from metacurio.core.compiler import ProgramState, learning_step, optimizer, program_inputs, slot_key
+from metacurio.core.networks import ENSEMBLE_SIZE
+from metacurio.core.program import INPUTS, Program, is_constant
+from metacurio.core.specs import EnvSpec
 from operations import types as T
 from operations.base import ListValue, OpDef, TypeRuleError
 from operations.registry import REGISTRY, get_op, ops_for_space

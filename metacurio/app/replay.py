@@ -2,7 +2,7 @@
 
 Replay uses the per-program compiled path (the semantic oracle), so what it shows is exactly
 what the program means, whatever the evaluator's layout. Gridworld replays also draw a coverage
-heatmap; gymnasium replays score the mean extrinsic episode return (``envs.gym_adapter``).
+heatmap; gymnasium replays score the mean extrinsic episode return (``metacurio.agent.gym_trainer``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import gridworld
-from metacurio.agent import GRIDWORLD_PAPER, PPOConfig, make_train, sample_action
-from metacurio.compiler import compile_program
-from metacurio.evaluator import PAPER_SEEDS, gridworld_spec
-from metacurio.networks import apply_actor_critic
-from metacurio.program import Program
+from metacurio.agent.ppo import GRIDWORLD_PAPER, PPOConfig, make_train, sample_action
+from metacurio.core.compiler import compile_program
+from metacurio.agent.evaluator import PAPER_SEEDS, gridworld_spec
+from metacurio.core.networks import apply_actor_critic
+from metacurio.core.program import Program
+from metacurio.errors import one_line
 
 GRIDWORLD_ENVS = {"gridworld": gridworld.EMPTY, **{f"gridworld-{name}": cfg for name, cfg in gridworld.PRESETS.items()}}
 
@@ -161,29 +162,30 @@ def is_gridworld(name: str) -> bool:
 
 def gym_preset(env_id: str, preset_name: str = "paper", lifetime_steps: int | None = None):
     """The gymnasium preset to replay on, after checking that the environment exists and is supported."""
-    from envs import gym_adapter
+    from envs import gymnasium_envs
+    from metacurio.agent import gym_trainer
 
     try:
-        gym_adapter.inspect_env(env_id)
-    except gym_adapter.UnknownEnvError as err:
+        gymnasium_envs.inspect_env(env_id)
+    except gymnasium_envs.UnknownEnvError as err:
         raise ReplayError(f"unknown environment {env_id!r}: not a gridworld ({', '.join(GRIDWORLD_ENVS)}) and {err}") from None
-    preset = gym_adapter.preset(env_id, preset_name)
+    preset = gym_trainer.preset(env_id, preset_name)
     if lifetime_steps is not None:
         preset = dataclasses.replace(preset, ppo=dataclasses.replace(preset.ppo, lifetime_steps=lifetime_steps))
     return preset
 
 
 def gym_replay(program: Program, preset, seeds: Sequence[int] | None = None, combiner: Program | None = None) -> list:
-    """Lifetimes with ``program`` on a gymnasium preset (``envs.gym_adapter.GymPreset``), one per seed."""
-    from envs import gym_adapter
+    """Lifetimes with ``program`` on a gymnasium preset (``metacurio.agent.gym_trainer.GymPreset``), one per seed."""
+    from metacurio.agent import gym_trainer
 
     if program.kind != "curiosity":
         raise ReplayError(f"replay runs curiosity programs; {program.name or program.id} is a {program.kind} program")
     if combiner is not None and combiner.kind != "combiner":
         raise ReplayError(f"{combiner.name or combiner.id} is a {combiner.kind} program, not a reward combiner")
     try:
-        return gym_adapter.train(preset, seeds, curiosity=program, combiner=combiner)
-    except gym_adapter.GymTrainError as err:
+        return gym_trainer.train(preset, seeds, curiosity=program, combiner=combiner)
+    except gym_trainer.GymTrainError as err:
         raise ReplayError(f"{program.name or program.id} failed on {preset.env_id}: {err}") from None
 
 
@@ -195,11 +197,12 @@ def write_gym_outputs(results: Sequence, program: Program, preset, out: Path) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from envs import gym_adapter
+    from envs import gymnasium_envs
+    from metacurio.agent import gym_trainer
 
     out.mkdir(parents=True, exist_ok=True)
     title = program.name or program.id
-    mean, stderr = gym_adapter.mean_and_stderr([r.score for r in results])
+    mean, stderr = gym_trainer.mean_and_stderr([r.score for r in results])
     fig, ax = plt.subplots(figsize=(6, 4))
     for result in results:
         ax.plot(result.steps, result.curve, alpha=0.5, label=f"seed {result.seed}")
@@ -213,11 +216,11 @@ def write_gym_outputs(results: Sequence, program: Program, preset, out: Path) ->
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
-    spaces = gym_adapter.inspect_env(preset.env_id)
+    spaces = gymnasium_envs.inspect_env(preset.env_id)
     try:
-        frames = gym_adapter.episode_frames(spaces, results[0].params, results[0].seed, preset.max_episode_steps)
+        frames = gym_trainer.episode_frames(spaces, results[0].params, results[0].seed, preset.max_episode_steps)
     except Exception as err:  # noqa: BLE001 - rendering back-ends fail in many ways; the curve is already written
-        raise ReplayError(f"wrote {paths[0]}, but {preset.env_id} cannot render an episode: {' '.join(str(err).split())}") from None
+        raise ReplayError(f"wrote {paths[0]}, but {preset.env_id} cannot render an episode: {one_line(err)}") from None
     paths.append(out / "episode.gif")
     imageio.mimsave(paths[-1], [_shrink(frame) for frame in frames], duration=0.04)
     return paths

@@ -23,8 +23,9 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from metacurio import program_io, render
-from metacurio.program import Program
+from metacurio.core import program_io
+from metacurio.core import render
+from metacurio.core.program import Program
 from search import store as st
 from search.predictor import search_features, simulate_recall
 from search.schedule import step_savings, top_threshold
@@ -692,7 +693,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_report(args) -> None:
-    from metacurio.cli import resolve_program
+    from metacurio.app.cli import resolve_program
 
     references = []
     for spec in args.locate:

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from metacurio import arguments, program_io, render
-from metacurio.program import Program, ProgramError
+from metacurio import arguments
+from metacurio.core import program_io
+from metacurio.core import render
+from metacurio.core.program import Program, ProgramError
 from search.interrupts import stop_on_signals
 
-REFERENCE_DIRS = (Path("results/programs"), Path(__file__).resolve().parents[1] / "results" / "programs")
+REFERENCE_DIRS = (Path("results/programs"), Path(__file__).resolve().parents[2] / "results" / "programs")
 
 
 class CliError(Exception):
@@ -84,8 +86,8 @@ def _replay_seeds(args, default: Sequence[int]) -> list[int]:
 
 
 def cmd_replay(args) -> None:
-    from metacurio import replay
-    from metacurio.agent import GRIDWORLD_PAPER
+    from metacurio.app import replay
+    from metacurio.agent.ppo import GRIDWORLD_PAPER
 
     _check_replay_args(args)
     if not replay.is_gridworld(args.env):
@@ -105,8 +107,8 @@ def cmd_replay(args) -> None:
 
 
 def cmd_replay_gym(args) -> None:
-    from envs import gym_adapter
-    from metacurio import replay
+    from metacurio.agent import gym_trainer
+    from metacurio.app import replay
 
     preset = replay.gym_preset(args.env, args.preset, args.steps)
     program = resolve_program(args.program)
@@ -115,7 +117,7 @@ def cmd_replay_gym(args) -> None:
     results = replay.gym_replay(program, preset, seeds, combiner)
     for result in results:
         print(f"seed {result.seed:>5}: {result.score:9.2f}  ({len(result.episode_returns)} episodes)")
-    mean, stderr = gym_adapter.mean_and_stderr([r.score for r in results])
+    mean, stderr = gym_trainer.mean_and_stderr([r.score for r in results])
     print(f"{program.name or program.id} on {args.env}: {mean:.2f} ± {stderr:.2f} (mean episode return ± s.e., {len(seeds)} trials)")
     out = Path(args.out or f"runs/replay-{program.id}-{args.env}")
     for path in replay.write_gym_outputs(results, program, preset, out):
@@ -156,11 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     enumeration.add_parser(sub)
     driver.add_parser(sub)
 
-    from metacurio import report
+    from metacurio.app import report
 
     report.add_parsers(sub)
 
-    from metacurio import transfer
+    from metacurio.app import transfer
 
     transfer.add_parser(sub)
     return parser

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from metacurio.program import INPUT_SHORT, INPUTS, Program, is_constant
+from metacurio.core.program import INPUT_SHORT, INPUTS, Program, is_constant
 from operations.registry import get_op
 
 

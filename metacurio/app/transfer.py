@@ -28,9 +28,11 @@ import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from metacurio import program_io
+from metacurio.core import program_io
+from metacurio.errors import STORED_LIMIT, failure, one_line
+from metacurio.progress import ProgressDisplay
 from metacurio.arguments import check_at_least, check_seeds
-from metacurio.program import Program
+from metacurio.core.program import Program
 from search.interrupts import raise_if_requested
 from search.run_lock import RunLock
 from search.store import FILE
@@ -64,7 +66,7 @@ class Task:
 
     entry: Entry
     preset_json: str
-    """``envs.gym_adapter.GymPreset`` as JSON (tasks travel to Ray workers)."""
+    """``metacurio.agent.gym_trainer.GymPreset`` as JSON (tasks travel to Ray workers)."""
     combiner_json: str | None
     seed: int
 
@@ -154,7 +156,7 @@ def run_task(task: Task):
         trainer = _trainer(task.entry.program_json, task.combiner_json, task.preset_json)
         result = trainer.run(task.seed, preset.max_episode_steps)
     except Exception as err:  # noqa: BLE001 - one failing program must not stop the transfer
-        message = f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+        message = failure(err)
         return EvaluationRow(task.entry.id, STAGE, preset.env_id, task.seed, None, (), (), False, message, 0,
                              time.perf_counter() - start, worker, time.time())  # fmt: skip
     return EvaluationRow(
@@ -181,19 +183,20 @@ def _trainer(program_json: str | None, combiner_json: str | None, preset_json: s
     """One trainer per (program, combiner, preset) and process: later seeds skip the compile."""
     key = (program_json, combiner_json, preset_json)
     if key not in _TRAINERS:
-        from envs import gym_adapter
-        from metacurio.compiler import compile_program
+        from envs import gymnasium_envs
+        from metacurio.agent import gym_trainer
+        from metacurio.core.compiler import compile_program
 
         preset = _preset_from_json(preset_json)
         curiosity = None if program_json is None else compile_program(program_io.from_json(program_json))
         combiner = None if combiner_json is None else compile_program(program_io.from_json(combiner_json))
         _TRAINERS.clear()
-        _TRAINERS[key] = gym_adapter.GymTrainer(gym_adapter.inspect_env(preset.env_id), preset.ppo, curiosity, combiner)
+        _TRAINERS[key] = gym_trainer.GymTrainer(gymnasium_envs.inspect_env(preset.env_id), preset.ppo, curiosity, combiner)
     return _TRAINERS[key]
 
 
 def _preset_from_json(text: str):
-    from envs.gym_adapter import GymPreset
+    from metacurio.agent.gym_trainer import GymPreset
 
     return GymPreset.from_json(text)
 
@@ -236,7 +239,7 @@ class RayRunner:
             try:
                 yield ray.get(ready[0])
             except ray.exceptions.RayError as err:
-                message = f"worker failed: {' '.join(str(err).split())}"[:500]
+                message = f"worker failed: {one_line(err)}"[:STORED_LIMIT]
                 preset = _preset_from_json(task.preset_json)
                 yield EvaluationRow(task.entry.id, STAGE, preset.env_id, task.seed, None, (), (), False, message, 0, 0.0,
                                     "ray", time.time())  # fmt: skip
@@ -390,14 +393,12 @@ def add_parser(subparsers) -> None:
 
 
 def run_cli(args) -> None:
-    from search.executor import SINGLE_THREAD_XLA
+    from metacurio.jax_setup import set_up_process
 
-    os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
-    from envs import gym_adapter
-    from metacurio.cli import resolve_program
-    from metacurio.jax_setup import enable_compilation_cache
-
-    enable_compilation_cache()
+    set_up_process()
+    from envs import gymnasium_envs
+    from metacurio.agent import gym_trainer
+    from metacurio.app.cli import resolve_program
     check_at_least(args.workers, 1, "--workers")
     check_at_least(args.top, 1, "--top")
     if args.seeds:
@@ -405,8 +406,8 @@ def run_cli(args) -> None:
     from search.executor import check_address
 
     check_address(args.executor, args.address)
-    gym_adapter.inspect_env(args.env)
-    preset = gym_adapter.preset(args.env, args.preset)
+    gymnasium_envs.inspect_env(args.env)
+    preset = gym_trainer.preset(args.env, args.preset)
     if args.seeds:
         preset = dataclasses.replace(preset, seeds=tuple(args.seeds))
     combiner = resolve_program(args.combiner)
@@ -457,45 +458,16 @@ def _raise_on_failures(rows: Sequence[Row], env_id: str) -> None:
 def run_tasks(tasks: Sequence[Task], run_dir: Path, args, total: int) -> None:
     if not tasks:
         return
-    progress = _Progress(total, total - len(tasks), enabled=not args.quiet)
+    progress = ProgressDisplay(enabled=not args.quiet, unit="lifetimes")
+    progress.stage("transfer", total, total - len(tasks))
     runner = make_runner(args.executor, args.workers, args.address)
     try:
         for row in runner.map(tasks):
             record(run_dir, row)
-            progress.advance(row)
+            progress.advance(f"{row.program_id} seed {row.seed}: " + (f"{row.score:.2f}" if row.error is None else "failed"))
             raise_if_requested()
     except KeyboardInterrupt:
         raise TransferError("interrupted; rerun the same command to resume (finished lifetimes are kept)") from None
     finally:
         runner.close()
         progress.close()
-
-
-class _Progress:
-    """Lifetimes done / total with the latest result, on stderr."""
-
-    def __init__(self, total: int, done: int, enabled: bool):
-        self._progress = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("transfer"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=Console(stderr=True),
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("transfer", total=total, completed=done, info="")
-
-    def advance(self, row) -> None:
-        if self._progress is not None:
-            info = f"{row.program_id} seed {row.seed}: " + (f"{row.score:.2f}" if row.error is None else "failed")
-            self._progress.update(self._task, advance=1, info=info)
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from envs import gym_adapter as ga
-from metacurio.compiler import compile_program
+from metacurio.agent import gym_trainer as ga
+from metacurio.core.compiler import compile_program
 from helpers import reference_programs
 
 COUNTDOWN = "metacurio-test/Countdown-v0"
@@ -227,7 +227,7 @@ def test_ant_smoke_run():
 
 
 def test_replay_on_a_gymnasium_environment(tmp_path, capsys):
-    from metacurio import cli
+    from metacurio.app import cli
 
     args = ["replay", "rnd", "--env", "CartPole-v1", "--preset", "quick", "--seeds", "4", "--out", str(tmp_path)]
     assert cli.main(args) == 0

@@ -1,6 +1,6 @@
 """Reference programs and plain PPO on the paper's gridworld preset, written as a Markdown table.
 
-    python -m metacurio.baselines [--trials 5] [--out results]
+    python -m metacurio.app.baselines [--trials 5] [--out results]
 
 Every curiosity program runs through the evaluator (one compile for all of them); plain PPO
 (zero intrinsic reward) runs through the same agent with a zero curiosity module. Each run is
@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 PROGRAMS = RESULTS / "programs"
 REFERENCE_SCORES = RESULTS / "reference-scores.json"
 BASELINES = ("fast", "ccim", "rnd", "icm", "inverse_model", "disagreement", "knn_novelty")
@@ -33,8 +32,8 @@ def plain_ppo(seeds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import jax.numpy as jnp
 
     from envs import gridworld
-    from metacurio.agent import GRIDWORLD_PAPER, ZeroCuriosity, make_train
-    from metacurio.evaluator import gridworld_spec
+    from metacurio.agent.ppo import GRIDWORLD_PAPER, ZeroCuriosity, make_train
+    from metacurio.agent.evaluator import gridworld_spec
 
     spec = gridworld_spec(gridworld.EMPTY, GRIDWORLD_PAPER)
     trainer = make_train(gridworld.reset, gridworld.step, gridworld.EMPTY, spec, GRIDWORLD_PAPER, ZeroCuriosity())
@@ -84,14 +83,12 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
-    # One thread per process is fastest on these CPUs; must be set before JAX starts its backend.
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-    from metacurio import program_io
-    from metacurio.evaluator import Evaluator
-    from metacurio.interpreter import Layout
-    from metacurio.jax_setup import enable_compilation_cache
+    from metacurio.core import program_io
+    from metacurio.agent.evaluator import Evaluator
+    from metacurio.core.interpreter import Layout
+    from metacurio.jax_setup import set_up_process
 
-    enable_compilation_cache()
+    set_up_process()
     reference = json.loads(REFERENCE_SCORES.read_text(encoding="utf-8"))
     seeds = tuple(4 + 100 * i for i in range(args.trials))
     programs = {name: program_io.load(PROGRAMS / f"{name}.json") for name in BASELINES}
@@ -136,7 +133,7 @@ def main(argv=None) -> int:
     lines += reading(rows, reference, seeds)
     lines += [
         "",
-        f"Sources of the reference scores: `results/reference-scores.json`. Reproduce: `python -m metacurio.baselines"
+        f"Sources of the reference scores: `results/reference-scores.json`. Reproduce: `python -m metacurio.app.baselines"
         f" --trials {len(seeds)}` ({seconds / 60:.0f} min on this machine's 2 CPU cores).",
     ]
     (out / "gridworld-baselines.md").write_text("\n".join(lines) + "\n")

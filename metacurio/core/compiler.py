@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from metacurio.program import COMBINER, INPUTS, Program, is_constant
-from metacurio.specs import CombinerBatch, CuriosityBatch, EnvSpec
+from metacurio.core.program import COMBINER, INPUTS, Program, is_constant
+from metacurio.core.specs import CombinerBatch, CuriosityBatch, EnvSpec
 from operations.registry import get_op, get_state_type
 
 LEARNING_RATE = 0.005

@@ -1,0 +1,7 @@
+"""``python -m metacurio``: the command line."""
+
+import sys
+
+from metacurio.app.cli import main
+
+sys.exit(main())

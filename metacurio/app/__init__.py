@@ -1,0 +1,1 @@
+"""The application layer: the command line, reports, transfer, replay and the reference baselines."""
