@@ -27,6 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
+from metacurio.core import program_io
+from metacurio.core.program import Program
 from metacurio.progress import ProgressDisplay
 from search import store as st
 from search.enumerate import distinct_programs
@@ -188,8 +190,6 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -
 
 
 def _program_row(position: int, program, unique_ids: set[str], duplicate_of: dict, failed: dict) -> ProgramRow:
-    from metacurio.core import program_io
-
     if program.id in unique_ids:
         status, class_of, error = "unique", None, None
     elif program.id in failed:
@@ -216,7 +216,8 @@ def _layout_summary(layout) -> dict:
 
 
 def _run_stages(store: RunStore, config: SearchConfig, pool: "_Pool", display: ProgressDisplay) -> None:
-    unique = store.programs("unique")
+    # Parsed and validated once here; from now on programs travel as ``Program``s, to workers too.
+    unique = [program_io.from_json(row.json) for row in store.programs("unique")]
     state = _load_state(store)
     _search_stage(store, config, unique, state, pool, display)
     recheck = _recheck_sample(config, state)
@@ -239,7 +240,7 @@ def _curve_array(rows: Sequence[EvaluationRow]) -> np.ndarray:
     return np.array([row.curve for row in sorted(rows, key=lambda r: r.seed)], dtype=np.float64)
 
 
-def _search_stage(store, config, unique: list[ProgramRow], state: SearchState, pool, display) -> None:
+def _search_stage(store, config, unique: list[Program], state: SearchState, pool, display) -> None:
     target = min(config.limit or len(unique), len(unique))
     selections = _selections(store)
     display.stage("search", target, len(state.decisions), _status(state))
@@ -289,14 +290,13 @@ def _selections(store: RunStore) -> dict[str, tuple[int, tuple[float, ...]]]:
     return result
 
 
-def _features(unique: Sequence[ProgramRow]) -> np.ndarray:
-    from metacurio.core import program_io
+def _features(unique: Sequence[Program]) -> np.ndarray:
     from search.predictor import search_features
 
-    return search_features([program_io.from_json(p.json) for p in unique])
+    return search_features(unique)
 
 
-def _cutoffs(config: SearchConfig, state: SearchState, unique: Sequence[ProgramRow]) -> tuple[float, ...]:
+def _cutoffs(config: SearchConfig, state: SearchState, unique: Sequence[Program]) -> tuple[float, ...]:
     if not config.early_stopping or not state.curves:
         return ()
     from search.schedule import compute_cutoffs
@@ -331,8 +331,8 @@ def _evaluate(store, config, stage, ids, seeds, cutoffs, unique, state: SearchSt
 
     raise_if_requested()
     by_id = {p.id: p for p in unique}
-    tasks = [Task(pid, by_id[pid].json, stage, tuple(seeds), cutoffs) for pid in ids]
-    for outcome in pool.get().map(tasks):
+    tasks = [Task(pid, by_id[pid], stage, tuple(seeds), cutoffs) for pid in ids]
+    for outcome in pool.get(unique).map(tasks):
         rows, decision, detail = _outcome_rows(outcome, config, cutoffs)
         store.record_outcome(outcome.task.program_id, stage, rows, decision, detail)
         if state is not None:
@@ -395,13 +395,12 @@ class _Pool:
         self._args = (store, config, kind, address, workers)
         self._executor = None
 
-    def get(self):
+    def get(self, unique: Sequence[Program]):
         if self._executor is None:
-            from metacurio.core import program_io
             from search.executor import WorkerSpec, make_executor
 
             store, config, kind, address, workers = self._args
-            layout = _layout([program_io.from_json(p.json) for p in store.programs("unique")])
+            layout = _layout(unique)
             spec = WorkerSpec(layout, config.grid(), config.ppo(), config.checkpoint_every)
             self._executor = make_executor(kind, spec, workers=workers, address=address)
         return self._executor
@@ -482,9 +481,8 @@ def run_cli(args) -> None:
     config = config_from_args(args)
     programs = None
     if args.programs:
-        from metacurio.app.cli import resolve_program
 
-        programs = [resolve_program(spec) for spec in args.programs]
+        programs = [program_io.resolve(spec) for spec in args.programs]
     run_dir = run_dir_from_args(args)
     try:
         summary = run_search(

@@ -23,6 +23,7 @@ import numpy as np
 from envs import gridworld
 from metacurio.agent.ppo import PPOConfig
 from metacurio.core.interpreter import Layout
+from metacurio.core.program import Program
 from metacurio.errors import failure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +50,8 @@ class Task:
     """One program to evaluate in one stage."""
 
     program_id: str
-    program_json: str
+    program: Program
+    """Parsed and validated by the driver; workers run it as it is."""
     stage: str
     seeds: tuple[int, ...]
     cutoffs: tuple[float, ...] | None
@@ -91,11 +93,8 @@ def build_evaluator(spec: WorkerSpec):
 
 def evaluate_task(evaluator, task: Task, worker: str) -> Outcome:
     """Run one task; an exception or a non-finite score becomes the outcome's error."""
-    from metacurio.core import program_io
-
     try:
-        program = program_io.from_json(task.program_json)
-        result = evaluator.evaluate(program, task.seeds, task.cutoffs)
+        result = evaluator.evaluate(task.program, task.seeds, task.cutoffs)
     except Exception as err:  # noqa: BLE001 - any failure of one program must not stop the search
         return Outcome(task, None, failure(err), worker)
     if result.error is None and not np.all(np.isfinite(result.curves)):

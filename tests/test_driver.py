@@ -245,7 +245,7 @@ def test_a_killed_ray_actor_has_its_chunk_retried(finished):
     import ray
 
     spec = WorkerSpec(Layout.for_programs(programs()), CONFIG.grid(), CONFIG.ppo(), CONFIG.checkpoint_every)
-    tasks = [Task(p.id, program_io.to_json(p), "search", (4, 104), None) for p in programs()]
+    tasks = [Task(p.id, p, "search", (4, 104), None) for p in programs()]
     executor = RayExecutor(spec, workers=2, chunk_size=2)
     try:
         victim = executor.pids()[0]
@@ -281,7 +281,7 @@ def test_workers_that_cannot_start_stop_the_run_with_one_line():
     executor = RayExecutor(spec, workers=1)
     try:
         with pytest.raises(ExecutorError, match="^a Ray worker failed to start: ActorDiedError: ") as err:
-            list(executor.map([Task(program.id, program_io.to_json(program), "search", (4,), None)]))
+            list(executor.map([Task(program.id, program, "search", (4,), None)]))
         assert "\n" not in str(err.value) and executor.restarts == 0
     finally:
         executor.close()

@@ -9,32 +9,17 @@ from pathlib import Path
 from typing import Sequence
 
 from metacurio import arguments
-from metacurio.core import program_io
-from metacurio.core import render
-from metacurio.core.program import Program, ProgramError
+from metacurio.core import program_io, render
+from metacurio.core.program import ProgramError
 from search.interrupts import stop_on_signals
-
-REFERENCE_DIRS = (Path("results/programs"), Path(__file__).resolve().parents[2] / "results" / "programs")
 
 
 class CliError(Exception):
     """A user-facing failure: printed as one line, exit status 2."""
 
 
-def resolve_program(spec: str) -> Program:
-    """A program file path, or the name of a reference program in results/programs/."""
-    path = Path(spec)
-    if path.suffix == ".json" or path.exists():
-        return program_io.load(path)
-    for folder in REFERENCE_DIRS:
-        candidate = folder / f"{spec}.json"
-        if candidate.exists():
-            return program_io.load(candidate)
-    raise ProgramError(f"no program file or reference program named {spec!r}")
-
-
 def cmd_show(args) -> None:
-    program = resolve_program(args.program)
+    program = program_io.resolve(args.program)
     if args.format == "text":
         text = render.to_text(program)
     elif args.format == "json":
@@ -94,7 +79,7 @@ def cmd_replay(args) -> None:
         cmd_replay_gym(args)
         return
     config = replay.env_config(args.env)
-    program = resolve_program(args.program)
+    program = program_io.resolve(args.program)
     seeds = _replay_seeds(args, [4 + 100 * i for i in range(5 if args.trials is None else args.trials)])
     ppo = dataclasses.replace(GRIDWORLD_PAPER, lifetime_steps=GRIDWORLD_PAPER.lifetime_steps if args.steps is None else args.steps)
     result = replay.replay(program, config, seeds, ppo)
@@ -111,8 +96,8 @@ def cmd_replay_gym(args) -> None:
     from metacurio.app import replay
 
     preset = replay.gym_preset(args.env, args.preset, args.steps)
-    program = resolve_program(args.program)
-    combiner = resolve_program(args.combiner)
+    program = program_io.resolve(args.program)
+    combiner = program_io.resolve(args.combiner)
     seeds = _replay_seeds(args, preset.seeds if args.trials is None else [4 + 100 * i for i in range(args.trials)])
     results = replay.gym_replay(program, preset, seeds, combiner)
     for result in results:

@@ -693,11 +693,10 @@ def add_parsers(sub) -> None:
 
 
 def cmd_report(args) -> None:
-    from metacurio.app.cli import resolve_program
 
     references = []
     for spec in args.locate:
-        program = resolve_program(spec)
+        program = program_io.resolve(spec)
         references.append((program.name or spec, program))
     for path in write_report(args.run, dataclasses.replace(DEFAULT, top_k=args.top), references):
         print(f"wrote {path}")

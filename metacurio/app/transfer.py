@@ -398,7 +398,6 @@ def run_cli(args) -> None:
     set_up_process()
     from envs import gymnasium_envs
     from metacurio.agent import gym_trainer
-    from metacurio.app.cli import resolve_program
     check_at_least(args.workers, 1, "--workers")
     check_at_least(args.top, 1, "--top")
     if args.seeds:
@@ -410,7 +409,7 @@ def run_cli(args) -> None:
     preset = gym_trainer.preset(args.env, args.preset)
     if args.seeds:
         preset = dataclasses.replace(preset, seeds=tuple(args.seeds))
-    combiner = resolve_program(args.combiner)
+    combiner = program_io.resolve(args.combiner)
     if combiner.kind != "combiner":
         raise TransferError(f"--combiner {args.combiner}: {combiner.name or combiner.id} is a {combiner.kind} program")
     command = " ".join(["metacurio"] + sys.argv[1:])
@@ -425,9 +424,9 @@ def run_cli(args) -> None:
             raise TransferError(f"not a metacurio run directory: {run_dir}")
         given = None
     else:
-        given = [entry_of(resolve_program(spec)) for spec in args.targets]
+        given = [entry_of(program_io.resolve(spec)) for spec in args.targets]
         run_dir = Path(args.out or f"runs/transfer-{args.env}-{args.preset}")
-    baselines = baseline_entries(args.baselines, resolve_program)
+    baselines = baseline_entries(args.baselines, program_io.resolve)
     with RunLock(run_dir):
         store = open_or_create_store(run_dir, create=given is not None, command=command)
         with store:

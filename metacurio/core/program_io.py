@@ -13,6 +13,8 @@ from typing import Any
 from metacurio import arguments
 from metacurio.core.program import FORWARD, UPDATE, Node, Program, ProgramError, is_constant, validate
 
+REFERENCE_DIRS = (Path("results/programs"), Path(__file__).resolve().parents[2] / "results" / "programs")
+"""Where reference programs are found by name: the working directory's results, then the project's."""
 FORMAT = "metacurio.program"
 VERSION = 1
 _TOP_KEYS = {"format", "version", "kind", "name", "description", "states", "forward", "update", "output"}
@@ -133,3 +135,15 @@ def load(path: str | Path) -> Program:
 
 def save(program: Program, path: str | Path) -> None:
     Path(path).write_text(to_json(program), encoding="utf-8")
+
+
+def resolve(spec: str) -> Program:
+    """A program file path, or the name of a reference program in results/programs/."""
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists():
+        return load(path)
+    for folder in REFERENCE_DIRS:
+        candidate = folder / f"{spec}.json"
+        if candidate.exists():
+            return load(candidate)
+    raise ProgramError(f"no program file or reference program named {spec!r}")
