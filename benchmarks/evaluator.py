@@ -22,11 +22,13 @@ os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from envs import gridworld  # noqa: E402
+from envs import gridworld, gridworld_config  # noqa: E402
 from metacurio.core import program_io  # noqa: E402
-from metacurio.agent.ppo import GRIDWORLD_PAPER, ZeroCuriosity, make_train  # noqa: E402
+from metacurio.agent.config import GRIDWORLD_PAPER  # noqa: E402
+from metacurio.agent.ppo import ZeroCuriosity, make_train  # noqa: E402
 from metacurio.core.compiler import compile_program  # noqa: E402
-from metacurio.agent.evaluator import PAPER_SEEDS, Evaluator, gridworld_spec  # noqa: E402
+from metacurio.agent.config import PAPER_SEEDS  # noqa: E402
+from metacurio.agent.evaluator import Evaluator, gridworld_spec  # noqa: E402
 from metacurio.core.interpreter import Layout  # noqa: E402
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "results" / "programs"
@@ -41,8 +43,8 @@ def timed(fn):
 
 def lifetime_with(module, seeds):
     """Seconds to compile and to run a whole vmapped lifetime with this curiosity module."""
-    spec = gridworld_spec(gridworld.EMPTY, GRIDWORLD_PAPER)
-    trainer = make_train(gridworld.reset, gridworld.step, gridworld.EMPTY, spec, GRIDWORLD_PAPER, module)
+    spec = gridworld_spec(gridworld_config.EMPTY, GRIDWORLD_PAPER)
+    trainer = make_train(gridworld.reset, gridworld.step, gridworld_config.EMPTY, spec, GRIDWORLD_PAPER, module)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     train = jax.jit(jax.vmap(trainer.train))
     start = time.perf_counter()

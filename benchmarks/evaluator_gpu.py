@@ -20,8 +20,9 @@ from pathlib import Path
 import jax
 
 from metacurio.core import program_io
-from metacurio.agent.ppo import GRIDWORLD_PAPER, PPOConfig
-from metacurio.agent.evaluator import PAPER_SEEDS, Evaluator
+from metacurio.agent.config import GRIDWORLD_PAPER, PPOConfig
+from metacurio.agent.config import PAPER_SEEDS
+from metacurio.agent.evaluator import Evaluator
 from metacurio.core.interpreter import Layout
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "results" / "programs"

@@ -32,13 +32,13 @@ WINDOW = 0.1
 
 
 def run(path: Path, ppo, seeds) -> dict:
-    from envs import gridworld
+    from envs import gridworld_config
     from metacurio.core import program_io
     from metacurio.app import replay
 
     program = program_io.load(path)
     start = time.process_time()
-    result = replay.replay(program, gridworld.EMPTY, seeds, ppo)
+    result = replay.replay(program, gridworld_config.EMPTY, seeds, ppo)
     return {
         "id": program.id,
         "reward": result.intrinsic_reward,
@@ -62,7 +62,7 @@ def main() -> None:
     from metacurio.jax_setup import SINGLE_THREAD_XLA
 
     os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
-    from metacurio.agent.ppo import GRIDWORLD_PAPER
+    from metacurio.agent.config import GRIDWORLD_PAPER
     from metacurio.jax_setup import enable_compilation_cache
 
     enable_compilation_cache()

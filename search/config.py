@@ -12,10 +12,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from envs import gridworld
+from envs import gridworld_config
 from metacurio import arguments
-from metacurio.agent.ppo import GRIDWORLD_PAPER, PPOConfig
-from metacurio.agent.evaluator import PAPER_SEEDS
+from metacurio.agent.config import GRIDWORLD_PAPER, PPOConfig
+from metacurio.agent.config import PAPER_SEEDS
 
 SPACES = ("curiosity",)
 """Spaces the evaluator can search; reward combiners need a fixed curiosity program first."""
@@ -38,7 +38,7 @@ class SearchConfig:
     dedup_steps: int = 8
     """Environment steps each candidate runs for its duplicate signature."""
     env: str = "empty"
-    """Gridworld preset the search evaluates on (``envs.gridworld.PRESETS``)."""
+    """Gridworld preset the search evaluates on (``envs.gridworld_config.PRESETS``)."""
     seeds: tuple[int, ...] = PAPER_SEEDS
     """Trial seeds of the search stage, one agent lifetime each."""
     lifetime_steps: int = 1000
@@ -76,8 +76,8 @@ class SearchConfig:
                 raise ConfigError(f"config field {name} must be true or false, got {getattr(self, name)!r}")
         if self.space not in SPACES:
             raise ConfigError(f"config field space must be one of {', '.join(SPACES)}, got {self.space!r}")
-        if self.env not in gridworld.PRESETS:
-            raise ConfigError(f"config field env must be one of {', '.join(gridworld.PRESETS)}, got {self.env!r}")
+        if self.env not in gridworld_config.PRESETS:
+            raise ConfigError(f"config field env must be one of {', '.join(gridworld_config.PRESETS)}, got {self.env!r}")
         for name in ("max_ops", "dedup_steps", "lifetime_steps", "num_envs", "checkpoint_every", "top_k", "batch_size"):
             _integer(self, name, minimum=1)
         for name in ("recheck_sample", "fresh_top_k", "selection_seed"):
@@ -105,8 +105,8 @@ class SearchConfig:
         """The paper's PPO agent with this config's lifetime and number of environments."""
         return dataclasses.replace(GRIDWORLD_PAPER, lifetime_steps=self.lifetime_steps, num_envs=self.num_envs)
 
-    def grid(self) -> gridworld.GridConfig:
-        return gridworld.PRESETS[self.env]
+    def grid(self) -> gridworld_config.GridConfig:
+        return gridworld_config.PRESETS[self.env]
 
     @property
     def env_name(self) -> str:

@@ -20,8 +20,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from envs import gridworld
-from metacurio.agent.ppo import PPOConfig
+from envs import gridworld_config
+from metacurio.agent.config import PPOConfig
 from metacurio.core.interpreter import Layout
 from metacurio.core.program import Program
 from metacurio.errors import failure
@@ -40,7 +40,7 @@ class WorkerSpec:
     """What every worker compiles: one layout, environment, agent and checkpoint spacing."""
 
     layout: Layout
-    grid: gridworld.GridConfig
+    grid: gridworld_config.GridConfig
     ppo: PPOConfig
     checkpoint_every: int
 

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from envs import gridworld
+from envs import gridworld, gridworld_config
 from metacurio.agent.ppo import GRIDWORLD_PAPER, ReturnNormalizer
 from metacurio.core.interpreter import (
     NOP,
@@ -68,7 +68,7 @@ PRIOR_COUNT = 1e-12
 thousands of returns of a lifetime wash out; over a few signature steps it would dominate small
 rewards and keep x apart from 2x, which PPO treats alike after its first steps."""
 SIGNATURE_ENV = EnvSpec(
-    obs_shape=(gridworld.EMPTY.size, gridworld.EMPTY.size, 3), action_dim=gridworld.NUM_ACTIONS, batch_size=BATCH
+    obs_shape=(gridworld_config.EMPTY.size, gridworld_config.EMPTY.size, 3), action_dim=gridworld.NUM_ACTIONS, batch_size=BATCH
 )
 """The paper's empty room seen by a batch of ``BATCH`` transitions."""
 WARMUP_STEPS = 50
@@ -117,7 +117,7 @@ class Transitions:
     """(steps, batch) episode ended at that step; resets the normaliser's return there."""
 
 
-def gridworld_transitions(steps: int, key: jax.Array, config: gridworld.GridConfig = gridworld.EMPTY) -> Transitions:
+def gridworld_transitions(steps: int, key: jax.Array, config: gridworld_config.GridConfig = gridworld_config.EMPTY) -> Transitions:
     """``steps`` transitions of ``BATCH`` rooms under uniformly random actions, after
     ``WARMUP_STEPS`` unrecorded ones."""
     reset_key, step_key = jax.random.split(key)

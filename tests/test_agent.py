@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from envs import gridworld as gw
+from metacurio.agent import config as agent_config
 from metacurio.agent import ppo
 from metacurio.core.specs import EnvSpec
 
 ROOM = gw.GridConfig(layout="empty", size=7, max_steps=3)
 """The smallest room the agent's CNN accepts, with episodes short enough to end often."""
-SMALL = dataclasses.replace(ppo.GRIDWORLD_PAPER, num_envs=2, rollout_steps=4, lifetime_steps=16)
+SMALL = dataclasses.replace(agent_config.GRIDWORLD_PAPER, num_envs=2, rollout_steps=4, lifetime_steps=16)
 SMALL_SPEC = EnvSpec(obs_shape=(7, 7, 3), action_dim=gw.NUM_ACTIONS, discrete=True, batch_size=2)
 
 
@@ -264,7 +265,7 @@ GOAL_ROOM = gw.GridConfig(layout="goal", size=7, max_steps=200)
 """The smallest room the agent's CNN accepts; a uniformly random policy reaches its goal in
 about a quarter of the episodes, for a mean return of 0.11 (the optimum, 9 steps, earns 0.96)."""
 LEARNING = dataclasses.replace(
-    ppo.GRIDWORLD_PAPER,
+    agent_config.GRIDWORLD_PAPER,
     num_envs=32,
     rollout_steps=16,
     lifetime_steps=960,
@@ -319,7 +320,7 @@ def test_config_and_spec_are_checked():
     with pytest.raises(ValueError, match="at least one rollout"):
         dataclasses.replace(SMALL, lifetime_steps=3)
     with pytest.raises(ValueError, match="batch_size"):
-        ppo.make_train(gw.reset, gw.step, ROOM, SMALL_SPEC, ppo.GRIDWORLD_PAPER, ppo.ZeroCuriosity())
+        ppo.make_train(gw.reset, gw.step, ROOM, SMALL_SPEC, agent_config.GRIDWORLD_PAPER, ppo.ZeroCuriosity())
 
 
 def line_reset(key, config):

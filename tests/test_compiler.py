@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import CONTINUOUS_ENV, IMAGE_ENV, VECTOR_ENV, random_value, reference_programs
 
-from envs import gridworld
+from envs import gridworld, gridworld_config
 from metacurio.core import networks
 from metacurio.core.compiler import compile_program
 from metacurio.core.program import ProgramBuilder
@@ -23,7 +23,7 @@ COMBINERS = reference_programs("combiner")
 
 def gridworld_stream(steps: int, seed: int = 0) -> CuriosityBatch:
     """Real transitions of 5 gridworld envs under random actions, stacked on a time axis."""
-    config = gridworld.EMPTY
+    config = gridworld_config.EMPTY
     keys = jax.random.split(jax.random.PRNGKey(seed), 5)
     obs, states = jax.vmap(gridworld.reset, in_axes=(0, None))(keys, config)
 

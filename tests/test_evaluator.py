@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from helpers import IMAGE_ENV, reference_programs
 
-from envs import gridworld
-from metacurio.agent.ppo import PPOConfig, make_train
+from envs import gridworld, gridworld_config
+from metacurio.agent.config import PPOConfig
+from metacurio.agent.ppo import make_train
 from metacurio.core.compiler import compile_program
 from metacurio.agent.evaluator import Evaluator, chunk_sizes, gridworld_spec
 from metacurio.core.interpreter import InterpretedProgram, Interpreter, Layout, LayoutError, encode
@@ -35,8 +36,8 @@ def small_evaluator() -> Evaluator:
 
 
 def lifetime_metrics(module, ppo=SMALL):
-    spec = gridworld_spec(gridworld.EMPTY, ppo)
-    trainer = make_train(gridworld.reset, gridworld.step, gridworld.EMPTY, spec, ppo, module)
+    spec = gridworld_spec(gridworld_config.EMPTY, ppo)
+    trainer = make_train(gridworld.reset, gridworld.step, gridworld_config.EMPTY, spec, ppo, module)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in SEEDS])
     return jax.jit(jax.vmap(trainer.train))(keys)[1]
 
@@ -45,11 +46,11 @@ def lifetime_metrics(module, ppo=SMALL):
 def _interpreted_lifetime():
     layout = reference_layout()
     interpreter = Interpreter(layout)
-    spec = gridworld_spec(gridworld.EMPTY, SMALL)
+    spec = gridworld_spec(gridworld_config.EMPTY, SMALL)
 
     def run(encoding, keys):
         module = InterpretedProgram(interpreter, encoding)
-        trainer = make_train(gridworld.reset, gridworld.step, gridworld.EMPTY, spec, SMALL, module)
+        trainer = make_train(gridworld.reset, gridworld.step, gridworld_config.EMPTY, spec, SMALL, module)
         return jax.vmap(trainer.train)(keys)[1]
 
     return jax.jit(run)
@@ -141,7 +142,7 @@ def test_layout_rejects_programs_that_do_not_fit():
 
 
 def test_chunk_sizes_cover_the_lifetime():
-    from metacurio.agent.ppo import GRIDWORLD_PAPER
+    from metacurio.agent.config import GRIDWORLD_PAPER
 
     chunks = chunk_sizes(GRIDWORLD_PAPER, 108)
     assert chunks == (9,) * 9 + (2,)

@@ -19,16 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs import gridworld
-from metacurio.agent.ppo import GRIDWORLD_PAPER, PPOConfig, make_train
+from envs import gridworld, gridworld_config
+from metacurio.agent.config import CHECKPOINT_EVERY, GRIDWORLD_PAPER, PAPER_SEEDS, PPOConfig
+from metacurio.agent.ppo import make_train
 from metacurio.core.interpreter import Encoding, InterpretedProgram, Interpreter, Layout, encode, stack_encodings
 from metacurio.core.program import Program
 from metacurio.core.specs import EnvSpec
 
-PAPER_SEEDS = (4, 104, 204, 304, 404)
-"""The original's trial seeds for the gridworld search (3 + 100·i + offset 1)."""
-CHECKPOINT_EVERY = 108
-"""Env steps per environment between early-stopping checks (the paper's 108 = 9 updates of 12)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +58,7 @@ class EvalResult:
         return float(np.std(self.scores, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
 
 
-def gridworld_spec(config: gridworld.GridConfig, ppo: PPOConfig) -> EnvSpec:
+def gridworld_spec(config: gridworld_config.GridConfig, ppo: PPOConfig) -> EnvSpec:
     return EnvSpec(obs_shape=(config.size, config.size, 3), action_dim=gridworld.NUM_ACTIONS, discrete=True, batch_size=ppo.num_envs)
 
 
@@ -78,7 +75,7 @@ class Evaluator:
     def __init__(
         self,
         layout: Layout,
-        env_config: gridworld.GridConfig = gridworld.EMPTY,
+        env_config: gridworld_config.GridConfig = gridworld_config.EMPTY,
         ppo: PPOConfig = GRIDWORLD_PAPER,
         checkpoint_every: int = CHECKPOINT_EVERY,
     ):
@@ -195,7 +192,7 @@ def _cached_evaluator(layout: Layout, env_config, ppo: PPOConfig, checkpoint_eve
 
 def evaluate(
     programs: Sequence[Program],
-    env_config: gridworld.GridConfig = gridworld.EMPTY,
+    env_config: gridworld_config.GridConfig = gridworld_config.EMPTY,
     ppo: PPOConfig = GRIDWORLD_PAPER,
     seeds: Sequence[int] = PAPER_SEEDS,
     cutoffs: Sequence[float] | None = None,

@@ -41,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from metacurio.agent.config import PPOConfig
 from metacurio.agent.ppo import (
-    PPOConfig,
     ReturnNormalizer,
     SumCombiner,
     Transition,

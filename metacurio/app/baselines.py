@@ -31,12 +31,13 @@ def plain_ppo(seeds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import jax
     import jax.numpy as jnp
 
-    from envs import gridworld
-    from metacurio.agent.ppo import GRIDWORLD_PAPER, ZeroCuriosity, make_train
+    from envs import gridworld, gridworld_config
+    from metacurio.agent.config import GRIDWORLD_PAPER
+    from metacurio.agent.ppo import ZeroCuriosity, make_train
     from metacurio.agent.evaluator import gridworld_spec
 
-    spec = gridworld_spec(gridworld.EMPTY, GRIDWORLD_PAPER)
-    trainer = make_train(gridworld.reset, gridworld.step, gridworld.EMPTY, spec, GRIDWORLD_PAPER, ZeroCuriosity())
+    spec = gridworld_spec(gridworld_config.EMPTY, GRIDWORLD_PAPER)
+    trainer = make_train(gridworld.reset, gridworld.step, gridworld_config.EMPTY, spec, GRIDWORLD_PAPER, ZeroCuriosity())
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     _, metrics = jax.jit(jax.vmap(trainer.train))(keys)
     curves = np.asarray(metrics["coverage"])

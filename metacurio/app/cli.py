@@ -72,7 +72,7 @@ def _replay_seeds(args, default: Sequence[int]) -> list[int]:
 
 def cmd_replay(args) -> None:
     from metacurio.app import replay
-    from metacurio.agent.ppo import GRIDWORLD_PAPER
+    from metacurio.agent.config import GRIDWORLD_PAPER
 
     _check_replay_args(args)
     if not replay.is_gridworld(args.env):

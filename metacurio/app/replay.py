@@ -16,15 +16,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from envs import gridworld
-from metacurio.agent.ppo import GRIDWORLD_PAPER, PPOConfig, make_train, sample_action
+from envs import gridworld, gridworld_config
+from metacurio.agent.config import GRIDWORLD_PAPER, PPOConfig
+from metacurio.agent.ppo import make_train, sample_action
 from metacurio.core.compiler import compile_program
-from metacurio.agent.evaluator import PAPER_SEEDS, gridworld_spec
+from metacurio.agent.config import PAPER_SEEDS
+from metacurio.agent.evaluator import gridworld_spec
 from metacurio.core.networks import apply_actor_critic
 from metacurio.core.program import Program
 from metacurio.errors import one_line
 
-GRIDWORLD_ENVS = {"gridworld": gridworld.EMPTY, **{f"gridworld-{name}": cfg for name, cfg in gridworld.PRESETS.items()}}
+GRIDWORLD_ENVS = {"gridworld": gridworld_config.EMPTY, **{f"gridworld-{name}": cfg for name, cfg in gridworld_config.PRESETS.items()}}
 
 
 class ReplayError(ValueError):
@@ -56,13 +58,13 @@ class ReplayResult:
         return float(self.scores.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
 
 
-def env_config(name: str) -> gridworld.GridConfig:
+def env_config(name: str) -> gridworld_config.GridConfig:
     if name not in GRIDWORLD_ENVS:
         raise ReplayError(f"unknown environment {name!r}; known: {', '.join(GRIDWORLD_ENVS)}")
     return GRIDWORLD_ENVS[name]
 
 
-def replay(program: Program, config: gridworld.GridConfig, seeds: Sequence[int] = PAPER_SEEDS, ppo: PPOConfig = GRIDWORLD_PAPER) -> ReplayResult:
+def replay(program: Program, config: gridworld_config.GridConfig, seeds: Sequence[int] = PAPER_SEEDS, ppo: PPOConfig = GRIDWORLD_PAPER) -> ReplayResult:
     if program.kind != "curiosity":
         raise ReplayError(f"replay runs curiosity programs; {program.name or program.id} is a {program.kind} program")
     spec = gridworld_spec(config, ppo)
@@ -94,7 +96,7 @@ def _check_finite(program: Program, finite: np.ndarray, seeds: Sequence[int], ro
         )
 
 
-def episode_frames(params, config: gridworld.GridConfig, seed: int, max_steps: int | None = None) -> list[np.ndarray]:
+def episode_frames(params, config: gridworld_config.GridConfig, seed: int, max_steps: int | None = None) -> list[np.ndarray]:
     """One episode of the trained (stochastic) policy, rendered frame by frame."""
     key = jax.random.PRNGKey(seed)
     obs, state = gridworld.reset(key, config)
@@ -110,7 +112,7 @@ def episode_frames(params, config: gridworld.GridConfig, seed: int, max_steps: i
     return frames
 
 
-def write_outputs(result: ReplayResult, program: Program, config: gridworld.GridConfig, seeds, out: Path) -> list[Path]:
+def write_outputs(result: ReplayResult, program: Program, config: gridworld_config.GridConfig, seeds, out: Path) -> list[Path]:
     import imageio.v2 as imageio
     import matplotlib
 
