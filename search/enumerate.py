@@ -16,6 +16,10 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from rich.console import Console
+from rich.table import Table
+
+from metacurio.arguments import check_max_ops
 from metacurio.core import program_io
 from metacurio.core.program import COMBINER, CURIOSITY, INPUTS, Program, ProgramBuilder
 from operations import types as T
@@ -388,10 +392,6 @@ def add_parser(subparsers) -> None:
 
 
 def run_cli(args) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from metacurio.arguments import check_max_ops
 
     check_max_ops(args.max_ops, args.space)
     found = enumerate_space(args.space, args.max_ops, compat=args.compat)

@@ -20,8 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
-from metacurio.core.program import CURIOSITY
-from operations.registry import ops_for_space
+from metacurio.core.program import CURIOSITY, is_constant
+from operations.registry import get_op, ops_for_space
 
 NEIGHBOURS = 10
 MIN_KNOWN = 10
@@ -75,9 +75,6 @@ def structure_tokens(program) -> frozenset[str]:
     - ``OP:grad`` / ``OP:detached``: the node's gradient facts.
     - ``out:OP`` and ``depth:D``: the op that makes the reward and its depth in the graph.
     """
-    from metacurio.core.program import is_constant
-    from operations.registry import get_op
-
     nodes = {node.id: node for node in program.nodes}
     facts = program.analysis.facts
     tokens = set()

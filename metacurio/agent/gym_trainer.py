@@ -56,6 +56,8 @@ from metacurio.agent.ppo import (
 )
 from metacurio.core.networks import apply_actor_critic, init_actor_critic
 from envs.gymnasium_envs import GymEnvError, Spaces, inspect_env, make_env
+from metacurio.core.compiler import compile_program
+from metacurio.core.program import Program
 from metacurio.core.specs import EnvSpec
 
 
@@ -484,9 +486,6 @@ def train(
     ``curiosity`` and ``combiner`` are programs (``metacurio.core.program.Program``), compiled
     modules, or None (no intrinsic reward; intrinsic + extrinsic).
     """
-    from metacurio.core.compiler import compile_program
-    from metacurio.core.program import Program
-
     def module(value):
         return compile_program(value) if isinstance(value, Program) else value
 

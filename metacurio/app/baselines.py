@@ -18,7 +18,18 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
+
+from envs import gridworld, gridworld_config
+from metacurio.agent.config import GRIDWORLD_PAPER
+from metacurio.agent.evaluator import Evaluator, gridworld_spec
+from metacurio.agent.ppo import ZeroCuriosity, make_train
+from metacurio.core import program_io
+from metacurio.core.interpreter import Layout
+from metacurio.jax_setup import set_up_process
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 PROGRAMS = RESULTS / "programs"
@@ -28,14 +39,6 @@ BASELINES = ("fast", "ccim", "rnd", "icm", "inverse_model", "disagreement", "knn
 
 def plain_ppo(seeds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lifetime scores, paper-counting scores and per-update coverage curves of zero-reward PPO."""
-    import jax
-    import jax.numpy as jnp
-
-    from envs import gridworld, gridworld_config
-    from metacurio.agent.config import GRIDWORLD_PAPER
-    from metacurio.agent.ppo import ZeroCuriosity, make_train
-    from metacurio.agent.evaluator import gridworld_spec
-
     spec = gridworld_spec(gridworld_config.EMPTY, GRIDWORLD_PAPER)
     trainer = make_train(gridworld.reset, gridworld.step, gridworld_config.EMPTY, spec, GRIDWORLD_PAPER, ZeroCuriosity())
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
@@ -84,11 +87,6 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--out", default="results")
     args = parser.parse_args(argv)
-    from metacurio.core import program_io
-    from metacurio.agent.evaluator import Evaluator
-    from metacurio.core.interpreter import Layout
-    from metacurio.jax_setup import set_up_process
-
     set_up_process()
     reference = json.loads(REFERENCE_SCORES.read_text(encoding="utf-8"))
     seeds = tuple(4 + 100 * i for i in range(args.trials))
@@ -143,12 +141,8 @@ def main(argv=None) -> int:
 
 
 def _plot(rows, checkpoint_steps, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for title, curves in rows.values():
         mean = curves.mean(axis=0)
         se = curves.std(axis=0, ddof=1) / math.sqrt(curves.shape[0])
@@ -161,7 +155,6 @@ def _plot(rows, checkpoint_steps, path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

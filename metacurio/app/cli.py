@@ -8,10 +8,21 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from rich.console import Console
+from rich.table import Table
+
 from metacurio import arguments
+from metacurio.app import transfer
 from metacurio.core import program_io, render
 from metacurio.core.program import ProgramError
+from operations.registry import REGISTRY
+from operations.state_types import STATE_TYPES
+from search import driver
+from search import enumerate as enumeration
 from search.interrupts import stop_on_signals
+
+# Commands that train agents, search or plot import their modules when they run, so that
+# `metacurio show`, `ops` and `--help` start without loading JAX, Ray or matplotlib.
 
 
 class CliError(Exception):
@@ -35,12 +46,6 @@ def cmd_show(args) -> None:
 
 
 def cmd_ops(args) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from operations.registry import REGISTRY
-    from operations.state_types import STATE_TYPES
-
     console = Console()
     table = Table(title="operations", show_lines=False)
     for column in ("name", "signature", "meaning", "spaces", "flags"):
@@ -138,16 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--space", choices=("curiosity", "combiner"), help="only the operations of this space")
     ops.set_defaults(func=cmd_ops)
 
-    from search import driver, enumerate as enumeration
-
     enumeration.add_parser(sub)
     driver.add_parser(sub)
 
     from metacurio.app import report
 
     report.add_parsers(sub)
-
-    from metacurio.app import transfer
 
     transfer.add_parser(sub)
     return parser

@@ -12,16 +12,18 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib.figure import Figure
 
-from envs import gridworld, gridworld_config
-from metacurio.agent.config import GRIDWORLD_PAPER, PPOConfig
+from envs import gridworld, gridworld_config, gymnasium_envs
+from metacurio.agent import gym_trainer
+from metacurio.agent.config import GRIDWORLD_PAPER, PAPER_SEEDS, PPOConfig
+from metacurio.agent.evaluator import gridworld_spec
 from metacurio.agent.ppo import make_train, sample_action
 from metacurio.core.compiler import compile_program
-from metacurio.agent.config import PAPER_SEEDS
-from metacurio.agent.evaluator import gridworld_spec
 from metacurio.core.networks import apply_actor_critic
 from metacurio.core.program import Program
 from metacurio.errors import one_line
@@ -113,17 +115,12 @@ def episode_frames(params, config: gridworld_config.GridConfig, seed: int, max_s
 
 
 def write_outputs(result: ReplayResult, program: Program, config: gridworld_config.GridConfig, seeds, out: Path) -> list[Path]:
-    import imageio.v2 as imageio
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out.mkdir(parents=True, exist_ok=True)
     title = program.name or program.id
     paths = []
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for seed, curve in zip(seeds, result.curves):
         ax.plot(result.steps, curve, alpha=0.4, label=f"seed {seed}")
     ax.plot(result.steps, result.curves.mean(axis=0), color="black", linewidth=2, label="mean")
@@ -134,9 +131,9 @@ def write_outputs(result: ReplayResult, program: Program, config: gridworld_conf
     fig.tight_layout()
     paths.append(out / "learning_curve.png")
     fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(4.5, 4))
+    fig = Figure(figsize=(4.5, 4))
+    ax = fig.subplots()
     visits = result.coverage.mean(axis=0).sum(axis=-1).T
     image = ax.imshow(visits, cmap="viridis", vmin=0, vmax=4)
     fig.colorbar(image, ax=ax, label="directions visited (mean over trials)")
@@ -146,7 +143,6 @@ def write_outputs(result: ReplayResult, program: Program, config: gridworld_conf
     fig.tight_layout()
     paths.append(out / "coverage_heatmap.png")
     fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
 
     params = jax.tree.map(lambda x: x[0], result.final_params)
     frames = episode_frames(params, config, seed=int(seeds[0]))
@@ -164,9 +160,6 @@ def is_gridworld(name: str) -> bool:
 
 def gym_preset(env_id: str, preset_name: str = "paper", lifetime_steps: int | None = None):
     """The gymnasium preset to replay on, after checking that the environment exists and is supported."""
-    from envs import gymnasium_envs
-    from metacurio.agent import gym_trainer
-
     try:
         gymnasium_envs.inspect_env(env_id)
     except gymnasium_envs.UnknownEnvError as err:
@@ -179,8 +172,6 @@ def gym_preset(env_id: str, preset_name: str = "paper", lifetime_steps: int | No
 
 def gym_replay(program: Program, preset, seeds: Sequence[int] | None = None, combiner: Program | None = None) -> list:
     """Lifetimes with ``program`` on a gymnasium preset (``metacurio.agent.gym_trainer.GymPreset``), one per seed."""
-    from metacurio.agent import gym_trainer
-
     if program.kind != "curiosity":
         raise ReplayError(f"replay runs curiosity programs; {program.name or program.id} is a {program.kind} program")
     if combiner is not None and combiner.kind != "combiner":
@@ -193,19 +184,11 @@ def gym_replay(program: Program, preset, seeds: Sequence[int] | None = None, com
 
 def write_gym_outputs(results: Sequence, program: Program, preset, out: Path) -> list[Path]:
     """A learning curve (mean episode return so far, per seed) and one rendered episode of the first seed."""
-    import imageio.v2 as imageio
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from envs import gymnasium_envs
-    from metacurio.agent import gym_trainer
-
     out.mkdir(parents=True, exist_ok=True)
     title = program.name or program.id
     mean, stderr = gym_trainer.mean_and_stderr([r.score for r in results])
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for result in results:
         ax.plot(result.steps, result.curve, alpha=0.5, label=f"seed {result.seed}")
     ax.plot(results[0].steps, np.mean([r.curve for r in results], axis=0), color="black", linewidth=2, label="mean")
@@ -216,7 +199,6 @@ def write_gym_outputs(results: Sequence, program: Program, preset, out: Path) ->
     fig.tight_layout()
     paths = [out / "learning_curve.png"]
     fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
 
     spaces = gymnasium_envs.inspect_env(preset.env_id)
     try:
