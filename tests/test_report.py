@@ -7,8 +7,11 @@ import sqlite3
 import pytest
 
 from metacurio.app import cli
+from metacurio.app.report.data import DEFAULT, ReportConfig, funnel, load, pruning
+from metacurio.app.report.export import export
+from metacurio.app.report.sections import locate, recheck_top, section_elimination, section_recall
+from metacurio.app.report.write import write_report
 from metacurio.core import program_io
-from metacurio.app import report
 from search import store as st
 from search.config import TINY
 from search.store import EvaluationRow, ProgramRow, RunStore
@@ -91,12 +94,12 @@ def _json(program):
 
 
 def test_funnel_counts(run_dir):
-    data = report.load(run_dir)
-    steps = {step: count for step, count, _ in report.funnel(data, top_k=2)}
+    data = load(run_dir)
+    steps = {step: count for step, count, _ in funnel(data, top_k=2)}
     data.store.close()
     stages = [s for s, _, _ in FUNNEL if not s.startswith("pruned: ")]
-    assert [s for s, _, _ in report.funnel(report.load(run_dir), 2)][:4] == stages
-    rules = report.pruning(report.load(run_dir))
+    assert [s for s, _, _ in funnel(load(run_dir), 2)][:4] == stages
+    rules = pruning(load(run_dir))
     assert [(r, c) for r, c, _ in rules] == [("no reward", 60), ("unused state", 25)]
     assert steps["evaluated"] == 6
     assert steps["failed in evaluation"] == 1
@@ -106,14 +109,14 @@ def test_funnel_counts(run_dir):
 
 
 def test_ranking_is_completed_programs_best_first(run_dir, programs):
-    data = report.load(run_dir)
+    data = load(run_dir)
     assert [r.program_id for r in data.ranking] == [programs[n].id for n in ("icm", "rnd", "fast")]
     assert data.ranking[0].mean == pytest.approx(80.0) and data.ranking[0].stderr == pytest.approx(2.0)
     data.store.close()
 
 
 def test_report_writes_markdown_and_figures(run_dir, programs):
-    written = report.write_report(run_dir, report.ReportConfig(top_k=2, recall_min_programs=3), [("FAST", programs["fast"])])
+    written = write_report(run_dir, ReportConfig(top_k=2, recall_min_programs=3), [("FAST", programs["fast"])])
     names = {p.name for p in written if p.parent == run_dir}
     assert names == {"report.md", "funnel.png", "scores.png", "sorted_scores.png", "curves.png"}
     assert all(p.stat().st_size > 0 for p in written)
@@ -154,19 +157,19 @@ def test_report_writes_markdown_and_figures(run_dir, programs):
 
 
 def test_recall_needs_enough_completed_programs(run_dir):
-    data = report.load(run_dir)
-    assert "Too few completed programs (3)" in "\n".join(report.section_recall(data, report.DEFAULT))
+    data = load(run_dir)
+    assert "Too few completed programs (3)" in "\n".join(section_recall(data, DEFAULT))
     data.store.close()
 
 
 def test_locate_duplicates_stopped_failed_and_outside(run_dir, programs):
-    data = report.load(run_dir)
+    data = load(run_dir)
     icm = programs["icm"].id
-    duplicate = report.locate(data, programs["ccim"].id)
+    duplicate = locate(data, programs["ccim"].id)
     assert duplicate == f"a behavioural duplicate of `{icm}`, which is rank 1 of 3 completed (80.0 ± 2.0)"
-    assert report.locate(data, programs["inverse_model"].id).startswith("stopped early at step 48")
-    assert report.locate(data, programs["knn_novelty"].id) == "failed in evaluation: boom"
-    assert report.locate(data, "0123456789ab") == "outside the searched space (not enumerated)"
+    assert locate(data, programs["inverse_model"].id).startswith("stopped early at step 48")
+    assert locate(data, programs["knn_novelty"].id) == "failed in evaluation: boom"
+    assert locate(data, "0123456789ab") == "outside the searched space (not enumerated)"
     data.store.close()
 
 
@@ -191,7 +194,7 @@ def test_export_csv_one_row_per_evaluation(run_dir, programs, tmp_path):
 def test_export_parquet_keeps_curves_as_lists(run_dir, programs):
     import pyarrow.parquet as pq
 
-    path, count = report.export(run_dir, "parquet")
+    path, count = export(run_dir, "parquet")
     table = pq.read_table(path)
     assert path == run_dir / "evaluations.parquet" and table.num_rows == count == 20
     rows = [r for r in table.to_pylist() if r["program_id"] == programs["rnd"].id and r["stage"] == st.FRESH]
@@ -218,9 +221,9 @@ def test_malformed_run_dir_is_a_one_line_error(tmp_path, capsys, damage):
 
 
 def test_the_recheck_top_is_never_a_single_program():
-    assert report.recheck_top(completed=90, fresh_top_k=20, top_fraction=0.01) == 20
-    assert report.recheck_top(completed=5000, fresh_top_k=20, top_fraction=0.01) == 50
-    assert report.recheck_top(completed=3, fresh_top_k=20, top_fraction=0.01) == 3
+    assert recheck_top(completed=90, fresh_top_k=20, top_fraction=0.01) == 20
+    assert recheck_top(completed=5000, fresh_top_k=20, top_fraction=0.01) == 50
+    assert recheck_top(completed=3, fresh_top_k=20, top_fraction=0.01) == 3
 
 
 def test_a_recheck_of_too_few_programs_passes_but_says_it_proves_little(run_dir, programs):
@@ -229,8 +232,8 @@ def test_a_recheck_of_too_few_programs_passes_but_says_it_proves_little(run_dir,
         for table in ("evaluations", "decisions"):
             db.execute(f"DELETE FROM {table} WHERE stage = 'recheck' AND program_id = ?", (programs["disagreement"].id,))
     db.close()
-    data = report.load(run_dir)
-    text = "\n".join(report.section_elimination(data, report.DEFAULT))
+    data = load(run_dir)
+    text = "\n".join(section_elimination(data, DEFAULT))
     data.store.close()
     assert "Re-checked in full: 1 of the 2 stopped programs." in text
     assert "**Passed: no re-checked program would have made the top.** 0 would have been in that top" in text

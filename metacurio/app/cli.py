@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     enumeration.add_parser(sub)
     driver.add_parser(sub)
 
-    from metacurio.app import report
+    from metacurio.app.report import command as report
 
     report.add_parsers(sub)
 

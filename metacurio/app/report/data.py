@@ -1,0 +1,130 @@
+"""A run as the report sees it: read from the store once, with the views every part shares."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sqlite3
+from pathlib import Path
+
+from metacurio.core import program_io
+from metacurio.core.program import Program
+from search import store as st
+from search.store import DecisionRow, EvaluationRow, ProgramResult, ProgramRow, RunStore, StoreError
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig:
+    """What the report shows and how much work it spends on it."""
+
+    top_k: int = 10
+    """Programs in the top table, the pseudo-code dumps and the learning-curve plot."""
+    top_fraction: float = 0.01
+    """The "true top" share for predictor recall and for what early stopping lost."""
+    recall_min_programs: int = 100
+    """Completed programs needed before the predictor recall replay means anything."""
+    recall_max_programs: int = 4000
+    """Larger runs replay the recall on a seeded sample of this many completed programs."""
+    recall_repeats: int = 3
+    """Independent replays averaged for the recall estimate."""
+
+    def __post_init__(self):
+        if self.top_k < 1:
+            raise ValueError(f"report top_k must be at least 1, got {self.top_k}")
+        if not 0.0 < self.top_fraction <= 1.0:
+            raise ValueError(f"report top fraction must be in (0, 1], got {self.top_fraction}")
+
+
+DEFAULT = ReportConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """Everything the report needs, read from the store once."""
+
+    run_dir: Path
+    store: RunStore
+    funnel: list[tuple[str, int, str]]
+    programs: dict[str, ProgramRow]
+    decisions: dict[str, dict[str, DecisionRow]]
+    """stage -> program id -> decision (stages include ``select``)."""
+    results: dict[str, dict[str, ProgramResult]]
+    """stage -> program id -> per-program aggregate."""
+    rows: dict[str, list[EvaluationRow]]
+    """stage -> evaluation rows."""
+
+    def decision(self, stage: str, program_id: str) -> str | None:
+        row = self.decisions.get(stage, {}).get(program_id)
+        return None if row is None else row.decision
+
+    @functools.cached_property
+    def ranking(self) -> list[ProgramResult]:
+        """Completed search-stage programs, best mean first, ties by id."""
+        done = [r for pid, r in self.results[st.SEARCH].items() if self.decision(st.SEARCH, pid) == st.COMPLETED]
+        return sorted(done, key=lambda r: (-r.mean, r.program_id))
+
+
+def load(run_dir: str | Path) -> RunData:
+    """Read a run; a missing, foreign or damaged store gives a one-line StoreError."""
+    run_dir = Path(run_dir)
+    store = RunStore.open(run_dir)
+    try:
+        decisions: dict[str, dict[str, DecisionRow]] = {}
+        for row in store.decisions():
+            decisions.setdefault(row.stage, {})[row.program_id] = row
+        rows: dict[str, list[EvaluationRow]] = {stage: [] for stage in st.STAGES}
+        for row in store.evaluations():
+            rows.setdefault(row.stage, []).append(row)
+        results = {stage: {r.program_id: r for r in store.program_results(stage)} for stage in rows}
+        return RunData(
+            run_dir=run_dir,
+            store=store,
+            funnel=store.funnel(),
+            programs={p.id: p for p in store.programs()},
+            decisions=decisions,
+            results=results,
+            rows=rows,
+        )
+    except (sqlite3.Error, json.JSONDecodeError, TypeError) as err:
+        store.close()
+        raise StoreError(f"run store in {run_dir} is damaged: {err}") from None
+
+
+def parse_program(data: RunData, program_id: str) -> Program:
+    """A stored program; results for a program the store does not hold mean a damaged store."""
+    row = data.programs.get(program_id)
+    if row is None:
+        raise StoreError(f"run store in {data.run_dir} has results for unknown program {program_id}")
+    return program_io.from_json(row.json)
+
+
+# The funnel
+
+
+PRUNED = "pruned: "
+"""Prefix of the stored funnel rows that count one static pruning rule's rejections."""
+
+
+def funnel(data: RunData, top_k: int) -> list[tuple[str, int, str]]:
+    """The programs left at each stage: enumeration, dedup, then what the search stage did."""
+    return [row for row in _all_steps(data, top_k) if not row[0].startswith(PRUNED)]
+
+
+def pruning(data: RunData) -> list[tuple[str, int, str]]:
+    """Candidates each static pruning rule rejected: partial programs, not programs left."""
+    return [(step.removeprefix(PRUNED), count, detail) for step, count, detail in data.funnel if step.startswith(PRUNED)]
+
+
+def _all_steps(data: RunData, top_k: int) -> list[tuple[str, int, str]]:
+    """The stored enumeration funnel followed by what the search stage did with the unique programs."""
+    search = data.decisions.get(st.SEARCH, {})
+    counts = {d: sum(row.decision == d for row in search.values()) for d in (st.COMPLETED, st.STOPPED, st.FAILED)}
+    ranked = len(data.ranking)
+    return list(data.funnel) + [
+        ("evaluated", len(search), "programs with a search-stage decision"),
+        ("failed in evaluation", counts[st.FAILED], "raised or produced non-finite rewards"),
+        ("stopped early", counts[st.STOPPED], "fell below an elimination cutoff"),
+        ("completed", counts[st.COMPLETED], "ran the whole lifetime"),
+        ("top", min(top_k, ranked), f"best completed programs shown below (of {ranked})"),
+    ]

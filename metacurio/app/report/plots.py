@@ -1,0 +1,130 @@
+"""The figures report.md shows, as PNGs."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from metacurio.app.report.data import ReportConfig, RunData, funnel, pruning
+from metacurio.core.program import Program
+from search import store as st
+from search.store import EvaluationRow
+
+
+def plot_all(
+    data: RunData, report: ReportConfig, references: Sequence[tuple[str, Program]], folder: Path
+) -> list[Path]:
+    """Every figure report.md links to, written into ``folder``; returns the paths written."""
+    return [
+        plot_funnel(data, report, folder / "funnel.png"),
+        plot_scores(data, folder / "scores.png"),
+        plot_sorted(data, references, folder / "sorted_scores.png"),
+        plot_curves(data, report, folder / "curves.png"),
+    ]
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    figure.tight_layout()
+    tmp = path.with_name(path.name + ".tmp")
+    figure.savefig(tmp, dpi=110, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_funnel(data: RunData, report: ReportConfig, path: Path) -> Path:
+    """The stages as a funnel (left) and the pruning rules' rejections as their own breakdown (right)."""
+    stages, rules = funnel(data, report.top_k), pruning(data)
+    rows = max(len(stages), len(rules))
+    figure = Figure(figsize=(12 if rules else 7, 0.35 * rows + 1.2))
+    panels = figure.subplots(1, 2 if rules else 1, squeeze=False)[0]
+    _bars(panels[0], stages, "programs left at each stage", "programs (log scale)", "tab:blue")
+    if rules:
+        _bars(panels[1], rules, "static pruning: rejections by rule", "partial programs rejected (log scale)", "tab:gray")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _bars(ax, rows, title: str, xlabel: str, color: str) -> None:
+    labels = [name for name, _, _ in rows][::-1]
+    counts = [max(count, 0) for _, count, _ in rows][::-1]
+    ax.barh(labels, [max(c, 0.8) for c in counts], color=color)
+    ax.set_xscale("log")
+    for y, count in enumerate(counts):
+        ax.text(max(count, 0.8), y, f" {count:,}", va="center", fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+
+
+def plot_scores(data: RunData, path: Path) -> Path:
+    figure = Figure(figsize=(7, 4))
+    ax = figure.add_subplot()
+    groups = {
+        "completed": [r.mean for r in data.ranking],
+        "stopped (partial)": [
+            r.mean
+            for pid, r in data.results.get(st.SEARCH, {}).items()
+            if data.decision(st.SEARCH, pid) == st.STOPPED and not math.isnan(r.mean)
+        ],
+    }
+    values = [v for group in groups.values() for v in group]
+    bins = np.histogram_bin_edges(values, bins=30) if values else 10
+    for label, group in groups.items():
+        if group:
+            ax.hist(group, bins=bins, alpha=0.6, label=f"{label} ({len(group)})")
+    ax.set_xlabel("search-stage coverage (mean over trials)")
+    ax.set_ylabel("programs")
+    if values:
+        ax.legend()
+    ax.set_title("score histogram")
+    return _save(figure, path)
+
+
+def plot_sorted(data: RunData, references: Sequence[tuple[str, Program]], path: Path) -> Path:
+    ranking = data.ranking
+    figure = Figure(figsize=(7, 4))
+    ax = figure.add_subplot()
+    ranks = np.arange(1, len(ranking) + 1)
+    ax.errorbar(ranks, [r.mean for r in ranking], yerr=[r.stderr for r in ranking], fmt=".", ms=3, elinewidth=0.6)
+    position = {r.program_id: i for i, r in enumerate(ranking, start=1)}
+    for name, program in references:
+        pid = program.id
+        row = data.programs.get(pid)
+        target = row.class_of if row is not None and row.status == "duplicate" else pid
+        if target in position:
+            ax.axvline(position[target], color="tab:red", lw=0.8, ls="--")
+            ax.annotate(name, (position[target], ax.get_ylim()[1]), fontsize=8, color="tab:red", va="top")
+    ax.set_xlabel("rank among completed programs")
+    ax.set_ylabel("coverage (mean ± s.e.)")
+    ax.set_title("completed programs, best first")
+    return _save(figure, path)
+
+
+def plot_curves(data: RunData, report: ReportConfig, path: Path) -> Path:
+    by_program: dict[str, list[EvaluationRow]] = {}
+    for row in data.rows.get(st.SEARCH, []):
+        by_program.setdefault(row.program_id, []).append(row)
+    figure = Figure(figsize=(7, 4.5))
+    ax = figure.add_subplot()
+    for rank, result in enumerate(data.ranking[: report.top_k], start=1):
+        rows = [r for r in by_program.get(result.program_id, []) if r.curve]
+        if not rows:
+            continue
+        width = min(len(r.curve) for r in rows)
+        curves = np.array([r.curve[:width] for r in rows])
+        steps = np.array(rows[0].checkpoint_steps[:width])
+        mean = curves.mean(axis=0)
+        spread = curves.std(axis=0, ddof=1) / math.sqrt(len(rows)) if len(rows) > 1 else np.zeros(width)
+        ax.plot(steps, mean, marker=".", label=f"{rank}. {result.program_id}")
+        ax.fill_between(steps, mean - spread, mean + spread, alpha=0.15)
+    ax.set_xlabel("env steps per environment")
+    ax.set_ylabel("coverage (mean ± s.e.)")
+    ax.set_title(f"learning curves of the top {report.top_k}")
+    if ax.lines:
+        ax.legend(fontsize=7)
+    return _save(figure, path)
+

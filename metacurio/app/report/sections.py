@@ -1,0 +1,309 @@
+"""The Markdown sections of report.md and their assembly into its text."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+from typing import Sequence
+
+import numpy as np
+
+from metacurio.app.report.data import ReportConfig, RunData, funnel, parse_program, pruning
+from metacurio.core import program_io
+from metacurio.core import render
+from metacurio.core.program import Program
+from search import store as st
+from search.predictor import search_features, simulate_recall
+from search.schedule import step_savings, top_threshold
+
+
+def markdown(data: RunData, report: ReportConfig, references: Sequence[tuple[str, Program]]) -> str:
+    """The text of report.md, every section in order; ``references`` are (name, program) pairs to locate."""
+    sections = (
+        section_header(data),
+        section_funnel(data, report),
+        section_references(data, references),
+        section_top(data, report),
+        section_fresh(data),
+        section_recall(data, report),
+        section_elimination(data, report),
+    )
+    return "\n".join(line for section in sections for line in section)
+
+
+def _pm(mean: float, stderr: float) -> str:
+    return "–" if mean is None or math.isnan(mean) else f"{mean:.1f} ± {stderr:.1f}"
+
+
+def _picked(data: RunData, program_id: str) -> str:
+    row = data.decisions.get(st.SELECT, {}).get(program_id)
+    if row is None:
+        return "–"
+    detail = json.loads(row.detail)
+    if detail.get("random"):
+        return f"batch {detail.get('batch')}, random"
+    predicted = detail.get("predicted")
+    return f"batch {detail.get('batch')}, predicted" + ("" if predicted is None else f" {predicted:.1f}")
+
+
+def section_header(data: RunData) -> list[str]:
+    config = data.store.config()
+    created = data.store.meta("created")
+    versions = json.loads(data.store.meta("versions") or "{}")
+    unique = [p for p in data.programs.values() if p.status == "unique"]
+    decided = len(data.decisions.get(st.SEARCH, {}))
+    lines = [f"# Search run `{data.run_dir.name}`", ""]
+    if created:
+        lines.append(f"Started {_timestamp(float(created))}; command `{data.store.meta('command') or '?'}`.")
+    target = len(unique) if config.limit is None else min(config.limit, len(unique))
+    lines += [
+        f"Search stage: {decided:,} of {target:,} programs decided.",
+        "",
+        "| setting | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in sorted(dataclasses.asdict(config).items())]
+    if versions:
+        lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + "."]
+    return lines + [""]
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def section_funnel(data: RunData, report: ReportConfig) -> list[str]:
+    lines = ["## Funnel", "", "| stage | programs | detail |", "|---|---:|---|"]
+    lines += [f"| {step} | {count:,} | {detail or ''} |" for step, count, detail in funnel(data, report.top_k)]
+    rules = pruning(data)
+    if rules:
+        lines += [
+            "",
+            "Static pruning, by rule: partial programs each rule rejected during enumeration (a rejected partial"
+            " program would have grown into many candidates, so these do not add up to the stages above).",
+            "",
+            "| rule | rejected | why |",
+            "|---|---:|---|",
+        ]
+        lines += [f"| {rule} | {count:,} | {detail or ''} |" for rule, count, detail in rules]
+    return lines + ["", "![funnel](funnel.png)", ""]
+
+
+def section_top(data: RunData, report: ReportConfig) -> list[str]:
+    ranking = data.ranking
+    if not ranking:
+        return ["## Top programs", "", "No program has completed the search stage yet.", ""]
+    fresh = data.results.get(st.FRESH, {})
+    lines = [
+        "## Top programs",
+        "",
+        "Search-stage coverage (mean ± s.e. over trials), the same programs on fresh seeds, and how each was picked.",
+        "",
+        "| rank | program | ops | search | fresh | picked | operations |",
+        "|---:|---|---:|---:|---:|---|---|",
+    ]
+    for rank, result in enumerate(ranking[: report.top_k], start=1):
+        row = data.programs[result.program_id]
+        again = fresh.get(result.program_id)
+        fresh_text = _pm(again.mean, again.stderr) if again and again.error is None else "–"
+        lines.append(
+            f"| {rank} | `{result.program_id}` | {row.size} | {_pm(result.mean, result.stderr)} | {fresh_text}"
+            f" | {_picked(data, result.program_id)} | {row.ops} |"
+        )
+    lines += ["", "![sorted scores](sorted_scores.png)", "", "![score histogram](scores.png)", ""]
+    lines += ["![learning curves of the top programs](curves.png)", "", "### Pseudo-code", ""]
+    for rank, result in enumerate(ranking[: report.top_k], start=1):
+        text = render.to_text(parse_program(data, result.program_id))
+        lines += [f"**{rank}. `{result.program_id}`** — {_pm(result.mean, result.stderr)}", "", "```", text.rstrip(), "```", ""]
+    return lines
+
+
+def section_fresh(data: RunData) -> list[str]:
+    fresh = [r for r in data.results.get(st.FRESH, {}).values() if r.error is None]
+    lines = ["## Top programs on fresh seeds", ""]
+    if not fresh:
+        return lines + ["No program has been re-evaluated on fresh seeds yet.", ""]
+    search_rank = {r.program_id: i for i, r in enumerate(data.ranking, start=1)}
+    search = data.results[st.SEARCH]
+    lines += ["| fresh rank | program | search rank | search | fresh |", "|---:|---|---:|---:|---:|"]
+    ordered = sorted(fresh, key=lambda r: (-r.mean, r.program_id))
+    for rank, result in enumerate(ordered, start=1):
+        before = search.get(result.program_id)
+        lines.append(
+            f"| {rank} | `{result.program_id}` | {search_rank.get(result.program_id, '–')}"
+            f" | {_pm(before.mean, before.stderr) if before else '–'} | {_pm(result.mean, result.stderr)} |"
+        )
+    fresh_order = [search_rank[r.program_id] for r in ordered if r.program_id in search_rank]
+    if len(fresh_order) >= 3:
+        rho = _spearman(range(len(fresh_order)), fresh_order)
+        lines += ["", f"Rank correlation (Spearman) between the search order and the fresh order: {rho:.2f}."]
+    return lines + [""]
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    ra = np.argsort(np.argsort(a)).astype(float)
+    rb = np.argsort(np.argsort(b)).astype(float)
+    if ra.std() == 0 or rb.std() == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def section_recall(data: RunData, report: ReportConfig) -> list[str]:
+    lines = ["## Predictor recall", ""]
+    ranking = data.ranking
+    if len(ranking) < report.recall_min_programs:
+        return lines + [
+            f"Too few completed programs ({len(ranking)}) for a recall estimate (needs {report.recall_min_programs}).",
+            "",
+        ]
+    config = data.store.config()
+    rng = np.random.default_rng(config.selection_seed)
+    sample = ranking
+    if len(ranking) > report.recall_max_programs:
+        picks = np.sort(rng.choice(len(ranking), size=report.recall_max_programs, replace=False))
+        sample = [ranking[i] for i in picks]
+    result = simulate_recall(
+        search_features([program_io.from_json(data.programs[r.program_id].json) for r in sample]),
+        [r.mean for r in sample],
+        budgets=(0.25, 0.5),
+        top_fraction=report.top_fraction,
+        batch_size=config.batch_size,
+        epsilon=config.epsilon,
+        seed=config.selection_seed,
+        repeats=report.recall_repeats,
+    )
+    scope = "all" if len(sample) == len(ranking) else f"a seeded sample of {len(sample)} of the"
+    lines += [
+        f"Offline replay over {scope} {len(ranking)} completed programs (their search scores known): share of the true"
+        f" top {report.top_fraction:.0%} ({result['top']} programs) found after evaluating a budget of the programs,"
+        f" in predictor order (batches of {config.batch_size}, ε = {config.epsilon}) vs random order,"
+        f" mean of {report.recall_repeats} replays.",
+        "",
+        "| budget | predictor | random |",
+        "|---:|---:|---:|",
+    ]
+    for budget, ours, chance in zip(result["budgets"], result["predictor"], result["random"]):
+        lines.append(f"| {budget:.0%} | {ours:.0%} | {chance:.0%} |")
+    return lines + [""]
+
+
+def section_elimination(data: RunData, report: ReportConfig) -> list[str]:
+    lines = ["## Early stopping", ""]
+    rows = data.rows.get(st.SEARCH, [])
+    try:
+        savings = step_savings(rows)
+    except ValueError:
+        return lines + ["No search-stage program has run its whole lifetime yet, so savings cannot be measured.", ""]
+    stopped = [pid for pid, d in data.decisions.get(st.SEARCH, {}).items() if d.decision == st.STOPPED]
+    lines.append(
+        f"{len(stopped)} programs ({savings.stopped_rows} trials) stopped early. The search stage simulated"
+        f" {savings.run:,} env steps instead of {savings.without_stopping:,}: stopping saved {savings.saved:,}"
+        f" ({savings.fraction:.0%})."
+    )
+    rechecked = [r for r in data.results.get(st.RECHECK, {}).values() if r.error is None]
+    ranking = data.ranking
+    if not rechecked or not ranking:
+        return lines + ["", "No stopped program has been re-checked with a full evaluation yet.", ""]
+    fresh_top_k = data.store.config().fresh_top_k
+    top = recheck_top(len(ranking), fresh_top_k, report.top_fraction)
+    threshold = top_threshold([r.mean for r in ranking], top / len(ranking))
+    lost = sorted((r for r in rechecked if r.mean >= threshold), key=lambda r: (-r.mean, r.program_id))
+    estimate = len(lost) / len(rechecked) * len(stopped)
+    verdict = (
+        f"**Failed: early stopping lost {len(lost)} of the re-checked programs.**"
+        if lost
+        else "**Passed: no re-checked program would have made the top.**"
+    )
+    lines += [
+        "",
+        f"Re-checked in full: {len(rechecked)} of the {len(stopped)} stopped programs. Threshold: the {top} best completed"
+        f" programs (the larger of the top {report.top_fraction:.0%} and the {fresh_top_k} carried to"
+        f" fresh seeds), coverage ≥ {threshold:.1f}. {verdict} {len(lost)} would have been in that top;"
+        f" scaled to all stopped programs, about {estimate:.1f} top programs lost.",
+    ]
+    if len(rechecked) < min(RECHECK_MIN, len(stopped)):
+        lines += [
+            "",
+            f"Too few re-checked to trust a pass: a check needs at least {RECHECK_MIN} stopped programs (or all of them)"
+            " before losing a top program would show.",
+        ]
+    if lost:
+        lines += ["", "| program | full evaluation | stopped at |", "|---|---:|---|"]
+        for r in lost:
+            detail = data.decisions[st.SEARCH][r.program_id].detail
+            lines.append(f"| `{r.program_id}` | {_pm(r.mean, r.stderr)} | {_stop_text(detail)} |")
+    return lines + [""]
+
+
+RECHECK_MIN = 20
+"""Stopped programs a recheck must re-run (or all, if fewer stopped) before its pass means anything."""
+
+
+def recheck_top(completed: int, fresh_top_k: int, top_fraction: float) -> int:
+    """How many best completed programs count as "the top" a stopped program must not have reached:
+    at least the top fraction, and at least the programs the search carries to fresh seeds."""
+    return min(completed, max(math.ceil(top_fraction * completed), fresh_top_k, 1))
+
+
+def _stop_text(detail: str) -> str:
+    try:
+        info = json.loads(detail)
+        return f"step {info['step']} (mean {info['mean']:.1f} < cutoff {info['cutoff']:.1f})"
+    except (TypeError, ValueError, KeyError):
+        return detail or "–"
+
+
+def locate(data: RunData, program_id: str) -> str:
+    """Where one program landed in the run, in words."""
+    row = data.programs.get(program_id)
+    if row is None:
+        return "outside the searched space (not enumerated)"
+    prefix = ""
+    if row.status == "duplicate":
+        prefix = f"a behavioural duplicate of `{row.class_of}`, which is "
+        row = data.programs.get(row.class_of)
+        if row is None:
+            return prefix + "missing from the store"
+    if row.status == "failed":
+        return prefix + f"dropped before evaluation: {row.error}"
+    decision = data.decision(st.SEARCH, row.id)
+    result = data.results.get(st.SEARCH, {}).get(row.id)
+    if decision is None:
+        limit = data.store.config().limit
+        return prefix + (f"not selected within the search's limit of {limit} programs" if limit else "not evaluated yet")
+    if decision == st.FAILED:
+        return prefix + f"failed in evaluation: {result.error if result else 'no result'}"
+    if decision == st.STOPPED:
+        detail = data.decisions[st.SEARCH][row.id].detail
+        return prefix + f"stopped early at {_stop_text(detail)}"
+    ranking = data.ranking
+    rank = next(i for i, r in enumerate(ranking, start=1) if r.program_id == row.id)
+    return prefix + f"rank {rank} of {len(ranking)} completed ({_pm(result.mean, result.stderr)})"
+
+
+def variants(data: RunData, program) -> str:
+    """Where the run's programs with the same operations as ``program`` landed (e.g. FAST-like ones)."""
+    ops = sorted(node.op for node in program.nodes)
+    same = [pid for pid, row in data.programs.items() if sorted(row.ops.split()) == ops and pid != program.id]
+    if not same:
+        return "none in the space"
+    ranks = {r.program_id: i for i, r in enumerate(data.ranking, start=1)}
+    ranked = sorted(ranks[pid] for pid in same if pid in ranks)
+    best = f"; best rank {ranked[0]} of {len(data.ranking)}" if ranked else ""
+    return f"{len(same)} in the space, {len(ranked)} completed{best}"
+
+
+def section_references(data: RunData, references: Sequence[tuple[str, Program]]) -> list[str]:
+    """``references`` are (name, program) pairs."""
+    if not references:
+        return []
+    lines = [
+        "## Reference programs",
+        "",
+        "| program | id | where it landed | variants with the same operations |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {name} | `{p.id}` | {locate(data, p.id)} | {variants(data, p)} |" for name, p in references]
+    return lines + [""]
