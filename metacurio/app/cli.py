@@ -13,6 +13,7 @@ from rich.table import Table
 
 from metacurio import arguments
 from metacurio.app import transfer
+from metacurio.app.report import command as report
 from metacurio.core import program_io, render
 from metacurio.core.program import ProgramError
 from operations.registry import REGISTRY
@@ -145,8 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     enumeration.add_parser(sub)
     driver.add_parser(sub)
-
-    from metacurio.app.report import command as report
 
     report.add_parsers(sub)
 
