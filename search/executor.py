@@ -1,8 +1,14 @@
-"""Where programs are evaluated: in this process, or on long-lived Ray actors (SPEC §3.5).
+"""Where work runs: in this process, or on long-lived Ray actors (SPEC §3.5).
 
-Each worker builds one ``Evaluator`` for the run's layout, so it compiles the lifetime once and
-then runs every program as data. Workers only compute; they return ``Outcome``s and the driver
-alone writes the store.
+The executor runs tasks without knowing what they mean. Every worker receives one *job*, a
+picklable frozen value whose ``start()`` builds the worker's resources once (the search's
+evaluator, which compiles the lifetime once and then runs every program as data; transfer's
+trainers) and returns a runner whose ``run(task)`` turns one task into one result. A task that
+raises becomes an outcome with that error, so one failing task never stops the others. Workers
+only compute; they return ``Outcome``s and the calling process alone writes the store.
+
+``WorkerSpec`` is the search's job (gridworld evaluation of ``Task``s);
+``metacurio.app.transfer.TransferJob`` is transfer's.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import os
 import signal
 import socket
 import threading
+import time
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -28,21 +35,54 @@ from metacurio.errors import failure
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_WORKER_DEATHS = 3
-"""Tries of a chunk whose worker keeps dying before its programs are recorded as failed."""
+"""Tries of a chunk whose worker keeps dying before its tasks are returned as failed."""
 
 
 class ExecutorError(ValueError):
     """Workers cannot run at all (one line); nothing is recorded, so the run can be resumed."""
 
 
+class Runner(Protocol):
+    """One worker's resources, built by ``Job.start``."""
+
+    def run(self, task) -> object:
+        """The result of one task; an exception becomes the task's ``Outcome.error``."""
+
+
+class Job(Protocol):
+    """What every worker of an executor runs: picklable and frozen, so it travels to Ray actors."""
+
+    def start(self) -> Runner:
+        """Build this worker's resources; called once per worker, in the worker's process."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A task's result, or the one-line error that stopped it."""
+
+    task: object
+    result: object | None
+    """What the job's runner returned; None when the task raised or its worker kept dying."""
+    error: str | None
+    worker: str
+    seconds: float
+    """Wall-clock time the worker spent on the task (0 when its worker died)."""
+
+
+# The search's job: gridworld evaluation
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkerSpec:
-    """What every worker compiles: one layout, environment, agent and checkpoint spacing."""
+    """What every evaluation worker compiles: one layout, environment, agent and checkpoint spacing."""
 
     layout: Layout
     grid: gridworld_config.GridConfig
     ppo: PPOConfig
     checkpoint_every: int
+
+    def start(self) -> "Evaluation":
+        return Evaluation(build_evaluator(self))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,15 +98,42 @@ class Task:
     """Per-checkpoint cutoffs (nan: no stop there); None evaluates the whole lifetime."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """A task's result, or the one-line error that stopped it."""
+@functools.lru_cache(maxsize=2)
+def build_evaluator(spec: WorkerSpec):
+    """One evaluator per spec and process: a second search in the same process (the test suite)
+    skips the compile. The one cache kept between jobs; any other resource lives on its runner."""
+    from metacurio.agent.evaluator import Evaluator
+    from metacurio.jax_setup import set_up_process
 
-    task: Task
-    result: object | None
-    """The ``metacurio.agent.evaluator.EvalResult``; None when the evaluation raised."""
-    error: str | None
-    worker: str
+    set_up_process()
+    return Evaluator(spec.layout, spec.grid, spec.ppo, spec.checkpoint_every)
+
+
+class Evaluation:
+    """A worker's runner for ``WorkerSpec``: ``Task`` -> ``metacurio.agent.evaluator.EvalResult``."""
+
+    def __init__(self, evaluator):
+        self._evaluator = evaluator
+
+    def run(self, task: Task):
+        """A non-finite coverage curve becomes the result's error: its scores would mean nothing."""
+        result = self._evaluator.evaluate(task.program, task.seeds, task.cutoffs)
+        if result.error is None and not np.all(np.isfinite(result.curves)):
+            result = dataclasses.replace(result, error="non-finite coverage")
+        return result
+
+
+# Executors
+
+
+def run_task(runner: Runner, task, worker: str) -> Outcome:
+    """One task into one outcome; any exception becomes the outcome's error."""
+    start = time.perf_counter()
+    try:
+        result = runner.run(task)
+    except Exception as err:  # noqa: BLE001 - any failure of one task must not stop the others
+        return Outcome(task, None, failure(err), worker, time.perf_counter() - start)
+    return Outcome(task, result, None, worker, time.perf_counter() - start)
 
 
 def worker_environment() -> dict[str, str]:
@@ -81,70 +148,48 @@ def worker_environment() -> dict[str, str]:
     }
 
 
-@functools.lru_cache(maxsize=2)
-def build_evaluator(spec: WorkerSpec):
-    """One evaluator per spec and process: a second run in the same process skips the compile."""
-    from metacurio.agent.evaluator import Evaluator
-    from metacurio.jax_setup import set_up_process
-
-    set_up_process()
-    return Evaluator(spec.layout, spec.grid, spec.ppo, spec.checkpoint_every)
-
-
-def evaluate_task(evaluator, task: Task, worker: str) -> Outcome:
-    """Run one task; an exception or a non-finite score becomes the outcome's error."""
-    try:
-        result = evaluator.evaluate(task.program, task.seeds, task.cutoffs)
-    except Exception as err:  # noqa: BLE001 - any failure of one program must not stop the search
-        return Outcome(task, None, failure(err), worker)
-    if result.error is None and not np.all(np.isfinite(result.curves)):
-        result = dataclasses.replace(result, error="non-finite coverage")
-    return Outcome(task, result, None, worker)
-
-
-
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class LocalExecutor:
-    """Evaluates tasks one after another in this process."""
+    """Runs tasks one after another in this process."""
 
-    def __init__(self, spec: WorkerSpec):
-        self._evaluator = build_evaluator(spec)
+    def __init__(self, job: Job):
+        self._runner = job.start()
         self.workers = 1
 
-    def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+    def map(self, tasks: Sequence) -> Iterator[Outcome]:
         name = f"local:{_worker_name()}"
         for task in tasks:
-            yield evaluate_task(self._evaluator, task, name)
+            yield run_task(self._runner, task, name)
 
     def close(self) -> None:
-        self._evaluator = None
+        self._runner = None
 
 
-class EvaluationWorker:
-    """A Ray actor: one evaluator, many chunks of tasks."""
+class Worker:
+    """A Ray actor: one job's resources, many chunks of tasks."""
 
-    def __init__(self, spec: WorkerSpec):
-        self._evaluator = build_evaluator(spec)
+    def __init__(self, job: Job):
+        self._runner = job.start()
         self._name = f"ray:{_worker_name()}"
 
     def pid(self) -> int:
         return os.getpid()
 
-    def evaluate(self, tasks: Sequence[Task]) -> list[Outcome]:
-        return [evaluate_task(self._evaluator, task, self._name) for task in tasks]
+    def run(self, tasks: Sequence) -> list[Outcome]:
+        return [run_task(self._runner, task, self._name) for task in tasks]
 
 
 class RayExecutor:
     """One actor per CPU on a local Ray it starts, or on the cluster at ``address``.
 
     A chunk whose actor dies is given to a fresh actor; after ``MAX_WORKER_DEATHS`` deaths its
-    programs are returned as failed, so one program that kills its process cannot stall the search.
+    tasks are returned as failed, so one task that kills its process cannot stall the run.
     """
 
-    def __init__(self, spec: WorkerSpec, workers: int | None = None, address: str | None = None, chunk_size: int = 1):
+    def __init__(self, job: Job, workers: int | None = None, address: str | None = None, chunk_size: int = 1):
         import ray
 
         self._ray = ray
@@ -153,17 +198,17 @@ class RayExecutor:
         self.workers = max(1, min(workers or cpus, cpus))
         self.chunk_size = chunk_size
         self.restarts = 0
-        self._spec = ray.put(spec)
-        self._remote = ray.remote(num_cpus=1, max_restarts=0)(EvaluationWorker)
+        self._job = ray.put(job)
+        self._remote = ray.remote(num_cpus=1, max_restarts=0)(Worker)
         self.actors = [self._new_actor() for _ in range(self.workers)]
 
     def _new_actor(self):
-        return self._remote.options(runtime_env={"env_vars": worker_environment()}).remote(self._spec)
+        return self._remote.options(runtime_env={"env_vars": worker_environment()}).remote(self._job)
 
     def pids(self) -> list[int]:
         return self._ray.get([actor.pid.remote() for actor in self.actors])
 
-    def map(self, tasks: Sequence[Task]) -> Iterator[Outcome]:
+    def map(self, tasks: Sequence) -> Iterator[Outcome]:
         """Outcomes in completion order; every task yields exactly one."""
         from ray.exceptions import RayActorError
 
@@ -175,14 +220,14 @@ class RayExecutor:
             while queue and idle:
                 slot = idle.pop()
                 chunk, deaths = queue.popleft()
-                running[self.actors[slot].evaluate.remote(chunk)] = (slot, chunk, deaths)
+                running[self.actors[slot].run.remote(chunk)] = (slot, chunk, deaths)
             ready, _ = ray.wait(list(running), num_returns=1)
             slot, chunk, deaths = running.pop(ready[0])
             try:
                 outcomes = ray.get(ready[0])
             except RayActorError as err:
                 if err.actor_init_failed:
-                    # A worker that cannot even build its evaluator says nothing about the programs.
+                    # A worker that cannot even build its resources says nothing about the tasks.
                     raise ExecutorError(f"a Ray worker failed to start: {failure(err)}") from None
                 self.restarts += 1
                 self.actors[slot] = self._new_actor()
@@ -191,7 +236,7 @@ class RayExecutor:
                     queue.appendleft((chunk, deaths + 1))
                     continue
                 message = f"worker died {deaths + 1} times while evaluating this chunk: {failure(err)}"
-                outcomes = [Outcome(task, None, message, "ray") for task in chunk]
+                outcomes = [Outcome(task, None, message, "ray", 0.0) for task in chunk]
             else:
                 idle.append(slot)
             yield from outcomes
@@ -285,11 +330,12 @@ def check_reachable(address: str) -> None:
         raise ExecutorError(f"no Ray cluster at {address}: {reason} (start one with 'ray start --head')") from None
 
 
-def make_executor(kind: str, spec: WorkerSpec, workers: int | None = None, address: str | None = None):
+def make_executor(kind: str, job: Job, workers: int | None = None, address: str | None = None):
+    """The executor ``--executor`` names, running ``job`` on every worker."""
     check_executor_address(kind, address)
     if kind == "local":
-        return LocalExecutor(spec)
+        return LocalExecutor(job)
     if kind == "ray":
-        return RayExecutor(spec, workers=workers, address=address)
+        return RayExecutor(job, workers=workers, address=address)
     raise ValueError(f"unknown executor {kind!r}; known: ray, local")
 

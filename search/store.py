@@ -1,4 +1,4 @@
-"""The SQLite store of one search run (SPEC §3.5), written by the driver process alone.
+"""The SQLite store of one run (SPEC §3.5), written by one process at a time (``search.run_lock``).
 
 ``RUN_DIR/store.sqlite`` (WAL mode) holds the run's config and versions (``meta``), the
 enumeration funnel, every program with its status, one evaluation row per
@@ -10,6 +10,10 @@ stopped programs), ``fresh`` (the best programs on fresh seeds); a program is do
 stage iff it has that stage's decision row. Batch selections are decisions too, under the
 stage ``select`` (decision ``selected``, detail ``{"batch", "predicted", "random", "cutoffs"}``),
 so that a resumed run re-runs an interrupted batch with the cutoffs it was given.
+
+``transfer`` (``metacurio transfer``) is a stage without decisions: a decision is one per
+(program, stage), but a program is transferred to several environments, seed by seed. Each
+lifetime is its own row and transaction, and a stored (program, env, seed) row is done.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import Iterable, Sequence
 from search.config import ConfigError, SearchConfig
 
 FILE = "store.sqlite"
-SEARCH, RECHECK, FRESH, SELECT = "search", "recheck", "fresh", "select"
+SEARCH, RECHECK, FRESH, SELECT, TRANSFER = "search", "recheck", "fresh", "select", "transfer"
 STAGES = (SEARCH, RECHECK, FRESH)
+"""The search's stages, each with a decision per program."""
 COMPLETED, STOPPED, FAILED, SELECTED = "completed", "stopped", "failed", "selected"
 
 SCHEMA = """
@@ -233,7 +238,7 @@ class RunStore:
             return self._db.execute(f"{query} ORDER BY {order}").fetchall()
         return self._db.execute(f"{query} WHERE {column} = ? ORDER BY {order}", (value,)).fetchall()
 
-    # Writing (the driver only)
+    # Writing (the holder of the run lock only)
 
     def set_meta(self, values: dict[str, str]) -> None:
         with self._db:
@@ -268,22 +273,35 @@ class RunStore:
             )
 
     def record_outcome(self, program_id: str, stage: str, evaluations: Sequence[EvaluationRow], decision: str, detail: str) -> None:
-        """One program's evaluations in one stage and its decision, in one transaction.
+        """One program's evaluations in one stage of the search and its decision, in one transaction.
 
         A key already present raises (sqlite3.IntegrityError): evaluating twice is a bug.
         """
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
         with self._db:
-            self._db.executemany(
-                "INSERT INTO evaluations(program_id, stage, env, seed, score, curve, checkpoint_steps, stopped_early, error,"
-                " env_steps, seconds, worker, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_evaluation_values(e) for e in evaluations],
-            )
+            self._insert_evaluations(evaluations)
             self._db.execute(
                 "INSERT INTO decisions(program_id, stage, decision, detail, created) VALUES (?, ?, ?, ?, ?)",
                 (program_id, stage, decision, detail, time.time()),
             )
+
+    def record_transfer(self, evaluation: EvaluationRow) -> None:
+        """One transfer lifetime in its own transaction, without a decision (see the module doc).
+
+        A key already present raises (sqlite3.IntegrityError): transferring twice is a bug.
+        """
+        if evaluation.stage != TRANSFER:
+            raise ValueError(f"a transfer row must have stage {TRANSFER!r}, not {evaluation.stage!r}")
+        with self._db:
+            self._insert_evaluations([evaluation])
+
+    def _insert_evaluations(self, evaluations: Sequence[EvaluationRow]) -> None:
+        self._db.executemany(
+            "INSERT INTO evaluations(program_id, stage, env, seed, score, curve, checkpoint_steps, stopped_early, error,"
+            " env_steps, seconds, worker, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_evaluation_values(e) for e in evaluations],
+        )
 
 
 def _connect(path: Path, create: bool) -> sqlite3.Connection:

@@ -240,7 +240,7 @@ def _wait_for_decisions(path, process, timeout: float = 120.0) -> int:
 @pytest.mark.slow
 def test_a_killed_ray_actor_has_its_chunk_retried(finished):
     from metacurio.core.interpreter import Layout
-    from search.executor import RayExecutor, Task, WorkerSpec, build_evaluator, evaluate_task
+    from search.executor import RayExecutor, Task, WorkerSpec
 
     import ray
 
@@ -262,9 +262,9 @@ def test_a_killed_ray_actor_has_its_chunk_retried(finished):
     assert all(o.error is None and (o.result.error is None) == (o.task.program_id != overflow().id) for o in outcomes)
     # The victim returned nothing: its chunk was evaluated again by another actor.
     assert all(o.worker.startswith("ray:") and not o.worker.endswith(f":{victim}") for o in outcomes)
-    local = build_evaluator(spec)
+    local = spec.start()
     for outcome in outcomes:
-        expected = evaluate_task(local, outcome.task, "local").result
+        expected = local.run(outcome.task)
         np.testing.assert_array_equal(outcome.result.curves, expected.curves)
 
 

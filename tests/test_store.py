@@ -95,6 +95,19 @@ def test_an_evaluation_key_is_written_once(store):
     assert len(store.evaluations()) == 1 and len(store.decisions()) == 1
 
 
+def test_transfer_rows_have_no_decision_and_are_written_once(store):
+    row = evaluation("p", 4, 3.0, stage=st.TRANSFER)
+    store.record_transfer(row)
+    assert store.evaluations(st.TRANSFER) == [row] and store.decisions() == []
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_transfer(row)
+    with pytest.raises(ValueError, match="^a transfer row must have stage 'transfer', not 'search'$"):
+        store.record_transfer(evaluation("p", 4, 3.0))
+    with pytest.raises(ValueError, match="unknown stage 'transfer'"):
+        store.record_outcome("p", st.TRANSFER, [evaluation("q", 4, 3.0, stage=st.TRANSFER)], "completed", "")
+    assert store.evaluations() == [row]
+
+
 def test_selection_rows_carry_batch_and_cutoffs(store):
     store.record_selection(3, [("p", 12.5, False), ("q", math.nan, True)], (math.nan, 4.0))
     details = {d.program_id: json.loads(d.detail) for d in store.decisions("select")}

@@ -1,13 +1,19 @@
-"""metacurio transfer: planning, the store, resumption, the CLI on the quick preset, errors."""
+"""metacurio transfer: planning, the store, resumption after a kill -9, the CLI on the quick preset, errors."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
-from helpers import reference_programs
+from helpers import ROOT, reference_programs
 
 from metacurio.app import cli
 from metacurio.core import program_io
@@ -50,12 +56,15 @@ def test_wrong_programs_and_baselines_are_refused():
 
 def test_a_failing_task_becomes_an_error_row():
     from metacurio.agent.gym_trainer import preset
+    from search.executor import LocalExecutor
 
     broken = json.loads(preset("CartPole-v1", "quick").to_json()) | {"env_id": "NoSuchEnv-v0"}
-    task = transfer.Task(transfer.plain_ppo(), json.dumps(broken), None, 4)
-    row = transfer.run_task(task)
+    executor = LocalExecutor(transfer.TransferJob(json.dumps(broken)))
+    (outcome,) = executor.map([transfer.Task(transfer.plain_ppo(), None, 4)])
+    row = transfer.row_of(outcome, "NoSuchEnv-v0")
     assert row.score is None and "unknown gymnasium environment 'NoSuchEnv-v0'" in row.error
     assert (row.program_id, row.stage, row.env, row.seed) == ("none", "transfer", "NoSuchEnv-v0", 4)
+    assert row.worker.startswith("local:") and row.seconds > 0
 
 
 # The store
@@ -94,10 +103,10 @@ def test_rows_are_stored_and_tabulated_per_env_and_seed(search_run):
     rnd = transfer.entry_of(programs["rnd"])
     stored = [_row(rnd.id, 4, 10.0), _row(rnd.id, 104, 20.0), _row("none", 4, None, error="boom"), _row(rnd.id, 4, 999.0, "Acrobot-v1")]
     for row in stored:
-        transfer.record(store.run_dir, row)
+        store.record_transfer(row)
     assert transfer.stored_keys(store, "CartPole-v1") == {(rnd.id, 4), (rnd.id, 104), ("none", 4)}
-    with pytest.raises(Exception, match="UNIQUE"):
-        transfer.record(store.run_dir, _row(rnd.id, 4, 11.0))
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        store.record_transfer(_row(rnd.id, 4, 11.0))
     rows = transfer.table_rows(store, [transfer.plain_ppo(), rnd], "CartPole-v1", seeds=(4, 104))
     assert [r.entry.id for r in rows] == [rnd.id, "none"]
     assert rows[0].mean == 15.0 and rows[0].stderr == pytest.approx(5.0) and rows[0].trials == 2
@@ -142,6 +151,48 @@ def test_cli_transfer_quick_preset_stores_and_resumes(tmp_path, capsys):
         assert store.evaluations(transfer.STAGE) == first
 
 
+def test_kill_9_then_rerun_repeats_no_lifetime(tmp_path):
+    out = tmp_path / "t"
+    args = ["transfer", "fast", "--env", "CartPole-v1", "--preset", "quick", "--seeds", "4", "104", "--baselines", "none",
+            "--executor", "local", "--out", str(out), "--quiet"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "metacurio", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_rows(out / st.FILE, process)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    with RunStore.open(out) as store:
+        killed = store.evaluations(transfer.STAGE)
+    assert 0 < len(killed) < 4 and all(r.worker.endswith(f":{process.pid}") for r in killed)
+    assert cli.main(args) == 0
+    with RunStore.open(out) as store:
+        rows = store.evaluations(transfer.STAGE)
+    assert sorted((r.program_id, r.seed) for r in rows) == sorted(
+        (pid, seed) for pid in (reference_programs()["fast"].id, "none") for seed in (4, 104)
+    )
+    # The killed run's lifetimes are kept as they were; the rerun ran only the others.
+    assert [r for r in rows if r.worker.endswith(f":{process.pid}")] == killed
+    assert sum(r.worker.endswith(f":{os.getpid()}") for r in rows) == 4 - len(killed)
+
+
+def _wait_for_rows(path, process, timeout: float = 120.0) -> None:
+    """Until the transfer running in ``process`` has committed a lifetime."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists():
+            try:
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                count = db.execute("SELECT COUNT(*) FROM evaluations WHERE stage = 'transfer'").fetchone()[0]
+                db.close()
+            except sqlite3.OperationalError:
+                count = 0
+            if count:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no lifetime was committed in time: {process.stderr.read() if process.poll() is not None else ''}")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -169,4 +220,4 @@ def test_cli_transfer_with_ray(tmp_path, capsys):
     assert cli.main(args) == 0
     with RunStore.open(out) as store:
         rows = store.evaluations(transfer.STAGE)
-    assert len(rows) == 4 and all(r.error is None and r.worker.count(":") == 1 for r in rows)
+    assert len(rows) == 4 and all(r.error is None and r.worker.startswith("ray:") for r in rows)

@@ -5,11 +5,12 @@
 
 Every program and every baseline (plain PPO and the reference programs RND, ICM-style,
 disagreement, FAST, CCIM) trains one agent lifetime per seed on the same seeds, with the same
-reward combiner (the paper's by default). One task per (program, seed), run by Ray in parallel
-or one after another in this process. Results go to the run's store as evaluations of stage
-``transfer`` keyed by (program, 'transfer', env id, seed); a rerun skips what is stored, so an
-interrupted transfer resumes. The table gives the mean extrinsic episode return over the
-lifetime, mean ± standard error over seeds.
+reward combiner (the paper's by default). One task per (program, seed), run by the search's
+executor (``search.executor``: Ray actors in parallel, or one after another in this process)
+with ``TransferJob`` as every worker's job. Results go to the run's store as evaluations of
+stage ``transfer`` keyed by (program, 'transfer', env id, seed), one transaction per lifetime;
+a rerun skips what is stored, so an interrupted transfer resumes and repeats nothing. The table
+gives the mean extrinsic episode return over the lifetime, mean ± standard error over seeds.
 
 Plain PPO (program id ``none``) gets extrinsic reward only: no intrinsic reward and no
 combiner, whose early weighting towards intrinsic reward would only starve it.
@@ -20,24 +21,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import socket
-import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from metacurio.core import program_io
-from metacurio.errors import STORED_LIMIT, failure, one_line
 from metacurio.progress import ProgressDisplay
 from metacurio.arguments import check_at_least, check_seeds
 from metacurio.core.program import Program
 from search.interrupts import raise_if_requested
 from search.run_lock import RunLock
-from search.store import FILE
+from search.store import FILE, TRANSFER, EvaluationRow
 
-STAGE = "transfer"
+STAGE = TRANSFER
 PLAIN_PPO = "none"
 """Program id of the no-curiosity baseline."""
 BASELINES = (PLAIN_PPO, "rnd", "icm", "disagreement", "fast", "ccim")
@@ -62,11 +59,9 @@ class Entry:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """One lifetime: an entry on an environment preset with one seed."""
+    """One lifetime: an entry with one seed, on the preset of its ``TransferJob``."""
 
     entry: Entry
-    preset_json: str
-    """``metacurio.agent.gym_trainer.GymPreset`` as JSON (tasks travel to Ray workers)."""
     combiner_json: str | None
     seed: int
 
@@ -133,66 +128,60 @@ def pending_tasks(entries: Sequence[Entry], preset, combiner_json: str | None, d
     """Tasks for every (entry, seed) not yet stored, grouped by entry so a worker reuses its compile.
 
     Plain PPO gets no combiner (extrinsic reward only, see the module doc)."""
-    preset_json = preset.to_json()
     return [
-        Task(entry, preset_json, None if entry.id == PLAIN_PPO else combiner_json, seed)
+        Task(entry, None if entry.id == PLAIN_PPO else combiner_json, seed)
         for entry in entries
         for seed in preset.seeds
         if (entry.id, seed) not in done
     ]
 
 
-# Running one task (in this process or a Ray worker)
+# Running tasks (in this process or on Ray actors)
 
 
-def run_task(task: Task):
-    """One lifetime as a store row; any failure becomes the row's error, so the other tasks go on."""
-    from search.store import EvaluationRow
+@dataclasses.dataclass(frozen=True)
+class TransferJob:
+    """Every transfer worker's job (``search.executor.Job``): lifetimes on one preset."""
 
-    start = time.perf_counter()
-    preset = _preset_from_json(task.preset_json)
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    try:
-        trainer = _trainer(task.entry.program_json, task.combiner_json, task.preset_json)
-        result = trainer.run(task.seed, preset.max_episode_steps)
-    except Exception as err:  # noqa: BLE001 - one failing program must not stop the transfer
-        message = failure(err)
-        return EvaluationRow(task.entry.id, STAGE, preset.env_id, task.seed, None, (), (), False, message, 0,
-                             time.perf_counter() - start, worker, time.time())  # fmt: skip
-    return EvaluationRow(
-        program_id=task.entry.id,
-        stage=STAGE,
-        env=preset.env_id,
-        seed=task.seed,
-        score=result.score,
-        curve=result.curve,
-        checkpoint_steps=result.steps,
-        stopped_early=False,
-        error=None,
-        env_steps=result.env_steps,
-        seconds=time.perf_counter() - start,
-        worker=worker,
-        created=time.time(),
-    )
+    preset_json: str
+    """``metacurio.agent.gym_trainer.GymPreset`` as JSON."""
+
+    def start(self) -> "TransferWorker":
+        from metacurio.jax_setup import set_up_process
+
+        set_up_process()
+        return TransferWorker(_preset_from_json(self.preset_json))
 
 
-_TRAINERS: dict = {}
+class TransferWorker:
+    """One worker's trainer, kept for the next task of the same (program, combiner): later seeds
+    skip the compile. Environments are inspected when a trainer is built, so a bad one fails
+    its tasks, not the worker."""
 
+    def __init__(self, preset):
+        self._preset = preset
+        self._trainers: dict = {}
 
-def _trainer(program_json: str | None, combiner_json: str | None, preset_json: str):
-    """One trainer per (program, combiner, preset) and process: later seeds skip the compile."""
-    key = (program_json, combiner_json, preset_json)
-    if key not in _TRAINERS:
-        from envs import gymnasium_envs
-        from metacurio.agent import gym_trainer
-        from metacurio.core.compiler import compile_program
+    def run(self, task: Task):
+        """One lifetime as a ``GymResult`` without the agent's parameters, which would travel
+        back from a Ray worker for nothing."""
+        result = self._trainer(task.entry.program_json, task.combiner_json).run(task.seed, self._preset.max_episode_steps)
+        return dataclasses.replace(result, params=None)
 
-        preset = _preset_from_json(preset_json)
-        curiosity = None if program_json is None else compile_program(program_io.from_json(program_json))
-        combiner = None if combiner_json is None else compile_program(program_io.from_json(combiner_json))
-        _TRAINERS.clear()
-        _TRAINERS[key] = gym_trainer.GymTrainer(gymnasium_envs.inspect_env(preset.env_id), preset.ppo, curiosity, combiner)
-    return _TRAINERS[key]
+    def _trainer(self, program_json: str | None, combiner_json: str | None):
+        key = (program_json, combiner_json)
+        if key not in self._trainers:
+            from envs import gymnasium_envs
+            from metacurio.agent import gym_trainer
+            from metacurio.core.compiler import compile_program
+
+            spaces = gymnasium_envs.inspect_env(self._preset.env_id)
+            curiosity = None if program_json is None else compile_program(program_io.from_json(program_json))
+            combiner = None if combiner_json is None else compile_program(program_io.from_json(combiner_json))
+            # One trainer at a time: tasks come grouped by entry, and each holds its compiled functions.
+            self._trainers.clear()
+            self._trainers[key] = gym_trainer.GymTrainer(spaces, self._preset.ppo, curiosity, combiner)
+        return self._trainers[key]
 
 
 def _preset_from_json(text: str):
@@ -201,61 +190,27 @@ def _preset_from_json(text: str):
     return GymPreset.from_json(text)
 
 
-# Executors
-
-
-class LocalRunner:
-    """Tasks one after another in this process."""
-
-    def map(self, tasks: Sequence[Task]) -> Iterator:
-        for task in tasks:
-            yield run_task(task)
-
-    def close(self) -> None:
-        _TRAINERS.clear()
-
-
-class RayRunner:
-    """One Ray task per (program, seed) on a local Ray it starts, or on the cluster at ``address``."""
-
-    def __init__(self, workers: int | None = None, address: str | None = None):
-        import ray
-
-        from search.executor import start_ray, worker_environment
-
-        self._ray = ray
-        self._started = start_ray(workers, address)
-        self._remote = ray.remote(num_cpus=1)(run_task).options(runtime_env={"env_vars": worker_environment()})
-
-    def map(self, tasks: Sequence[Task]) -> Iterator:
-        """Rows in completion order; a task whose worker keeps dying yields an error row."""
-        from search.store import EvaluationRow
-
-        ray = self._ray
-        pending = {self._remote.remote(task): task for task in tasks}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            task = pending.pop(ready[0])
-            try:
-                yield ray.get(ready[0])
-            except ray.exceptions.RayError as err:
-                message = f"worker failed: {one_line(err)}"[:STORED_LIMIT]
-                preset = _preset_from_json(task.preset_json)
-                yield EvaluationRow(task.entry.id, STAGE, preset.env_id, task.seed, None, (), (), False, message, 0, 0.0,
-                                    "ray", time.time())  # fmt: skip
-
-    def close(self) -> None:
-        if self._started:
-            self._ray.shutdown()
-
-
-def make_runner(kind: str, workers: int | None = None, address: str | None = None):
-    from search.executor import check_executor_address
-
-    check_executor_address(kind, address)
-    if kind == "local":
-        return LocalRunner()
-    return RayRunner(workers, address)
+def row_of(outcome, env_id: str) -> EvaluationRow:
+    """A task's ``search.executor.Outcome`` as its store row; a failure is the row's error."""
+    task, result = outcome.task, outcome.result
+    if result is None:
+        return EvaluationRow(task.entry.id, STAGE, env_id, task.seed, None, (), (), False, outcome.error, 0,
+                             outcome.seconds, outcome.worker, time.time())  # fmt: skip
+    return EvaluationRow(
+        program_id=task.entry.id,
+        stage=STAGE,
+        env=env_id,
+        seed=task.seed,
+        score=result.score,
+        curve=result.curve,
+        checkpoint_steps=result.steps,
+        stopped_early=False,
+        error=None,
+        env_steps=result.env_steps,
+        seconds=outcome.seconds,
+        worker=outcome.worker,
+        created=time.time(),
+    )
 
 
 # The store
@@ -296,29 +251,6 @@ def remember_entries(store, entries: Sequence[Entry]) -> None:
 
 def stored_keys(store, env_id: str) -> set[tuple[str, int]]:
     return {(r.program_id, r.seed) for r in store.evaluations(STAGE) if r.env == env_id}
-
-
-def record(run_dir: Path, row) -> None:
-    """One evaluation row in its own transaction.
-
-    ``RunStore.record_outcome`` writes a search-stage decision with every program; transfer rows
-    have no decision (there is one per (program, stage), not per environment), so they are
-    written here through a connection of their own.
-    """
-    db = sqlite3.connect((run_dir / FILE).resolve().as_uri() + "?mode=rw", uri=True, timeout=30.0)
-    try:
-        with db:
-            db.execute(
-                "INSERT INTO evaluations(program_id, stage, env, seed, score, curve, checkpoint_steps, stopped_early, error,"
-                " env_steps, seconds, worker, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.program_id, row.stage, row.env, int(row.seed), None if row.score is None else float(row.score),
-                    json.dumps([float(c) for c in row.curve]), json.dumps([int(s) for s in row.checkpoint_steps]),
-                    int(row.stopped_early), row.error, int(row.env_steps), float(row.seconds), row.worker, float(row.created),
-                ),
-            )  # fmt: skip
-    finally:
-        db.close()
 
 
 def table_rows(store, entries: Sequence[Entry], env_id: str, seeds: Sequence[int]) -> list[Row]:
@@ -384,7 +316,7 @@ def add_parser(subparsers) -> None:
         help=f"baselines to run (default: {' '.join(BASELINES)}; the flag alone: no baselines)",
     )
     parser.add_argument(
-        "--executor", choices=("ray", "local"), default="ray", help="Ray tasks in parallel (default) or this process"
+        "--executor", choices=("ray", "local"), default="ray", help="Ray actors in parallel (default) or this process"
     )
     parser.add_argument("--address", help=ADDRESS_HELP)
     parser.add_argument("--workers", type=int, help="Ray CPUs to start with (default: all)")
@@ -436,7 +368,7 @@ def run_cli(args) -> None:
             check_settings(store, preset, combiner.id)
             remember_entries(store, entries)
             tasks = pending_tasks(entries, preset, program_io.to_json(combiner), stored_keys(store, args.env))
-            run_tasks(tasks, run_dir, args, len(entries) * len(preset.seeds))
+            run_tasks(tasks, store, preset, args, len(entries) * len(preset.seeds))
             rows = table_rows(store, entries, args.env, preset.seeds)
             print_table(rows, args.env, args.preset)
     print(f"results in {run_dir / 'store.sqlite'} (stage '{STAGE}', env '{args.env}')")
@@ -454,19 +386,23 @@ def _raise_on_failures(rows: Sequence[Row], env_id: str) -> None:
         )
 
 
-def run_tasks(tasks: Sequence[Task], run_dir: Path, args, total: int) -> None:
+def run_tasks(tasks: Sequence[Task], store, preset, args, total: int) -> None:
+    """Run ``tasks`` and store each lifetime as it finishes, so a killed transfer keeps it."""
     if not tasks:
         return
+    from search.executor import make_executor
+
+    executor = make_executor(args.executor, TransferJob(preset.to_json()), args.workers, args.address)
     progress = ProgressDisplay(enabled=not args.quiet, unit="lifetimes")
     progress.stage("transfer", total, total - len(tasks))
-    runner = make_runner(args.executor, args.workers, args.address)
     try:
-        for row in runner.map(tasks):
-            record(run_dir, row)
+        for outcome in executor.map(tasks):
+            row = row_of(outcome, preset.env_id)
+            store.record_transfer(row)
             progress.advance(f"{row.program_id} seed {row.seed}: " + (f"{row.score:.2f}" if row.error is None else "failed"))
             raise_if_requested()
     except KeyboardInterrupt:
         raise TransferError("interrupted; rerun the same command to resume (finished lifetimes are kept)") from None
     finally:
-        runner.close()
+        executor.close()
         progress.close()
