@@ -1,37 +1,17 @@
-"""How an operation is declared: input slots, output rule, flags, and a pure JAX implementation.
+"""How an operation is declared: input slots, output rule and flags.
 
-An operation's implementation is ``apply(inputs, state, params, env) -> (output, new_state,
-loss_terms)``: ``inputs`` is a tuple of runtime values (batch axis first), ``state`` and
-``params`` belong to the state slot the node uses (None without one), ``env`` is the static
-EnvSpec, and ``loss_terms`` is a tuple of per-row losses whose batch means the program's
-optimizer minimises. Everything has a fixed shape.
+Declarations are pure Python, so that type checking, enumeration and gradient facts run
+without JAX; each operation's implementation is its kernel in ``operations.kernels``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
-import jax
-import jax.numpy as jnp
-from flax import struct
-
-from metacurio.core.specs import EnvSpec
 from operations import types as T
+from operations.state_types import STATE_TYPES
 from operations.types import GradFacts, ValueType
-
-
-@struct.dataclass
-class ListValue:
-    """A list value: ``items`` is (batch, length, ...) and ``mask`` marks the valid items."""
-
-    items: jax.Array
-    mask: jax.Array
-
-    def masked_mean(self) -> jax.Array:
-        weights = self.mask.astype(self.items.dtype)
-        weights = weights.reshape((1, -1) + (1,) * (self.items.ndim - 2))
-        return jnp.sum(self.items * weights, axis=1) / jnp.maximum(jnp.sum(self.mask), 1)
 
 
 class TypeRuleError(ValueError):
@@ -82,7 +62,6 @@ class OpDef:
     family: str
     inputs: tuple[Slot, ...]
     output: ValueType | Callable[[tuple[ValueType, ...]], ValueType]
-    apply: Callable[..., tuple[Any, Any, tuple]]
     spaces: frozenset[str]
     state: str | None = None
     """Name of the state type the node must be given (see state_types.STATE_TYPES)."""
@@ -142,8 +121,6 @@ def collapses(op: OpDef, inputs: Sequence[bool]) -> bool:
 
 def derive_facts(op: OpDef, inputs: tuple[GradFacts, ...], output: ValueType) -> GradFacts:
     """The single place where gradient facts of a node's output are computed."""
-    from operations.state_types import STATE_TYPES
-
     state_type = STATE_TYPES[op.state] if op.state else None
     owns_network = state_type is not None and state_type.is_network
     carries = (op.grad_from_params and state_type is not None and state_type.trainable) or any(
@@ -161,11 +138,3 @@ def derive_facts(op: OpDef, inputs: tuple[GradFacts, ...], output: ValueType) ->
         depends_on_network=depends_on_network,
     )
 
-
-def no_state(fn: Callable) -> Callable:
-    """Lift a pure function of the inputs to an op implementation without state or losses."""
-
-    def apply(inputs, state, params, env: EnvSpec):
-        return fn(*inputs), state, ()
-
-    return apply

@@ -2,58 +2,15 @@
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
-from metacurio.core import networks
 from operations import types as T
-from operations.base import ALWAYS, NEVER, ListValue, OpDef, Slot, exactly
+from operations.base import ALWAYS, NEVER, OpDef, Slot, exactly
 
 CURIOSITY = frozenset({"curiosity"})
 OBS_IN = Slot("obs", exactly(T.Obs))
 FEAT_IN = Slot("x", exactly(T.Feature))
 
 
-def _encode(inputs, state, params, env):
-    return networks.apply_obs_encoder(params, inputs[0]), state, ()
-
-
-def _encode_detached(inputs, state, params, env):
-    return jax.lax.stop_gradient(networks.apply_obs_encoder(params, inputs[0])), state, ()
-
-
-def _mlp(inputs, state, params, env):
-    return networks.apply_mlp(params, jnp.concatenate(inputs, axis=-1)), state, ()
-
-
-def _ensemble_encode(inputs, state, params, env):
-    return _as_list(networks.apply_ensemble(networks.apply_obs_encoder, params, inputs[0])), state, ()
-
-
-def _ensemble_mlp(inputs, state, params, env):
-    x = jnp.concatenate(inputs, axis=-1)
-    return _as_list(networks.apply_ensemble(networks.apply_mlp, params, x)), state, ()
-
-
-def _as_list(items):
-    return ListValue(items=items, mask=jnp.ones(items.shape[1], bool))
-
-
-def _predict(inputs, state, params, env):
-    query, target = inputs
-    prediction = networks.apply_mlp(params, query)
-    error = prediction - jax.lax.stop_gradient(target)
-    loss = jnp.sqrt(jnp.sum(error**2, axis=-1) + 1e-12) / jnp.sqrt(error.shape[-1])
-    return prediction, state, (loss,)
-
-
-def _policy(inputs, state, params, env):
-    out, _value = networks.apply_actor_critic(params, inputs[0])
-    probs = jax.nn.softmax(out) if env.discrete else out[0]
-    return jax.lax.stop_gradient(probs), state, ()
-
-
-def _net_op(name, short, doc, inputs, output, state, apply=_mlp):
+def _net_op(name, short, doc, inputs, output, state):
     """A trainable network applied to its inputs: output differentiable in the parameters."""
     return OpDef(
         name=name,
@@ -62,7 +19,6 @@ def _net_op(name, short, doc, inputs, output, state, apply=_mlp):
         family="neural",
         inputs=inputs,
         output=output,
-        apply=apply,
         spaces=CURIOSITY,
         state=state,
         grad_from_params=True,
@@ -71,7 +27,7 @@ def _net_op(name, short, doc, inputs, output, state, apply=_mlp):
 
 
 OPS = [
-    _net_op("Encode", "enc", "trainable observation encoder 𝕊→𝔽 (CNN for images, MLP for vectors)", (OBS_IN,), T.Feature, "ObsNet", _encode),
+    _net_op("Encode", "enc", "trainable observation encoder 𝕊→𝔽 (CNN for images, MLP for vectors)", (OBS_IN,), T.Feature, "ObsNet"),
     OpDef(
         name="EncodeDetached",
         short="enc_sg",
@@ -79,7 +35,6 @@ OPS = [
         family="neural",
         inputs=(Slot("obs", exactly(T.Obs), passes_gradient=False),),
         output=T.Feature,
-        apply=_encode_detached,
         spaces=CURIOSITY,
         state="ObsNet",
         collapse=NEVER,
@@ -91,7 +46,6 @@ OPS = [
         (OBS_IN,),
         T.ListOf(T.Feature),
         "ObsEnsemble",
-        _ensemble_encode,
     ),
     _net_op("FeatMLP", "mlp", "MLP 𝔽→𝔽", (FEAT_IN,), T.Feature, "FeatNet"),
     _net_op("PairMLP", "mlp2", "MLP on the concatenation 𝔽×𝔽→𝔽", (Slot("a", exactly(T.Feature)), Slot("b", exactly(T.Feature))), T.Feature, "PairNet"),
@@ -105,7 +59,7 @@ OPS = [
     ),
     _net_op("FeatToAction", "mlpa", "MLP 𝔽→𝔸", (FEAT_IN,), T.Action, "FeatToActionNet"),
     _net_op("ActionToFeat", "amlp", "MLP 𝔸→𝔽 (an action embedding)", (Slot("a", exactly(T.Action)),), T.Feature, "ActionToFeatNet"),
-    _net_op("FeatEnsemble", "mlp5", "five independent MLPs 𝔽→𝔽, a list of five features", (FEAT_IN,), T.ListOf(T.Feature), "FeatEnsemble", _ensemble_mlp),
+    _net_op("FeatEnsemble", "mlp5", "five independent MLPs 𝔽→𝔽, a list of five features", (FEAT_IN,), T.ListOf(T.Feature), "FeatEnsemble"),
     _net_op(
         "FeatActionEnsemble",
         "fwd5",
@@ -113,7 +67,6 @@ OPS = [
         (FEAT_IN, Slot("a", exactly(T.Action))),
         T.ListOf(T.Feature),
         "FeatActionEnsemble",
-        _ensemble_mlp,
     ),
     OpDef(
         name="Predict",
@@ -122,7 +75,6 @@ OPS = [
         family="neural",
         inputs=(Slot("query", exactly(T.Feature)), Slot("target", exactly(T.Feature), passes_gradient=False)),
         output=T.Feature,
-        apply=_predict,
         spaces=CURIOSITY,
         state="FeatNet",
         grad_from_params=True,
@@ -137,7 +89,6 @@ OPS = [
         family="neural",
         inputs=(Slot("obs", exactly(T.Obs), passes_gradient=False),),
         output=T.Action,
-        apply=_policy,
         spaces=CURIOSITY,
         state="AgentPolicy",
     ),

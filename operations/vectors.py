@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
 from operations import types as T
 from operations.base import (
     ALL_INPUTS,
@@ -16,16 +13,9 @@ from operations.base import (
     Slot,
     TypeRuleError,
     exactly,
-    no_state,
 )
 
 CURIOSITY = frozenset({"curiosity"})
-_EPS = 1e-12
-
-
-def norm(x):
-    """‖x‖/√d, with a gradient that stays finite at 0."""
-    return jnp.sqrt(jnp.sum(x**2, axis=-1) + _EPS) / jnp.sqrt(x.shape[-1])
 
 
 def _same_vector_type(result):
@@ -43,20 +33,6 @@ def _first_type(types):
     return types[0]
 
 
-def _action_nll(inputs, state, params, env):
-    prediction, target = inputs
-    target = jax.lax.stop_gradient(target)
-    width = max(prediction.shape[-1], target.shape[-1])
-    prediction = jnp.pad(prediction, ((0, 0), (0, width - prediction.shape[-1])))
-    if env.discrete:
-        label = jnp.argmax(target, axis=-1)
-        log_probs = jax.nn.log_softmax(prediction)
-        loss = -jnp.take_along_axis(log_probs, label[:, None], axis=-1)[:, 0]
-    else:
-        loss = jnp.mean((prediction[:, : target.shape[-1]] - target) ** 2, axis=-1)
-    return loss, state, ()
-
-
 def _pair(name):
     return (Slot(name + "1", VECTOR), Slot(name + "2", VECTOR))
 
@@ -69,7 +45,6 @@ OPS = [
         family="vector",
         inputs=(Slot("x", VECTOR),),
         output=T.NonNeg,
-        apply=no_state(norm),
         spaces=CURIOSITY,
         collapse=FIRST_INPUT,
     ),
@@ -80,7 +55,6 @@ OPS = [
         family="vector",
         inputs=_pair("x"),
         output=_same_vector_type(T.NonNeg),
-        apply=no_state(lambda x, y: norm(x - y)),
         spaces=CURIOSITY,
         commutative=True,
         collapse=ALL_INPUTS,
@@ -92,7 +66,6 @@ OPS = [
         family="vector",
         inputs=_pair("x"),
         output=_same_vector_type(T.Real),
-        apply=no_state(lambda x, y: jnp.sum(x * y, axis=-1)),
         spaces=CURIOSITY,
         commutative=True,
         collapse=ANY_INPUT,
@@ -104,7 +77,6 @@ OPS = [
         family="vector",
         inputs=_pair("x"),
         output=_same_vector_type(None),
-        apply=no_state(lambda x, y: x + y),
         spaces=CURIOSITY,
         commutative=True,
         collapse=ALL_INPUTS,
@@ -116,7 +88,6 @@ OPS = [
         family="vector",
         inputs=(Slot("x", VECTOR, passes_gradient=False),),
         output=_first_type,
-        apply=no_state(jax.lax.stop_gradient),
         spaces=CURIOSITY,
         collapse=NEVER,
     ),
@@ -127,7 +98,6 @@ OPS = [
         family="vector",
         inputs=(Slot("prediction", VECTOR), Slot("action", exactly(T.Action), passes_gradient=False)),
         output=T.NonNeg,
-        apply=_action_nll,
         spaces=CURIOSITY,
         collapse=ALL_INPUTS,
     ),

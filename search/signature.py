@@ -37,7 +37,8 @@ import numpy as np
 from flax import struct
 
 from envs import gridworld, gridworld_config
-from metacurio.agent.ppo import GRIDWORLD_PAPER, ReturnNormalizer
+from metacurio.agent.config import GRIDWORLD_PAPER
+from metacurio.agent.ppo import ReturnNormalizer
 from metacurio.core.interpreter import (
     NOP,
     Encoding,
@@ -56,6 +57,7 @@ from metacurio.core.interpreter import (
 from metacurio.jax_setup import set_up_process
 from metacurio.core.program import CURIOSITY, Program, is_constant
 from metacurio.core.specs import CuriosityBatch, EnvSpec, one_hot_actions
+from operations.kernels import init_state
 from operations.registry import get_op
 from operations.state_types import STATE_TYPES
 
@@ -274,7 +276,7 @@ def _slot_floats(bank: str) -> int:
     type_name, _, elem = bank.partition("_")
     state_type = STATE_TYPES[type_name]
     shapes = jax.eval_shape(
-        lambda key: state_type.init(key, SIGNATURE_ENV, value_type(elem) if elem else None), jax.random.PRNGKey(0)
+        lambda key: init_state(type_name, key, SIGNATURE_ENV, value_type(elem) if elem else None), jax.random.PRNGKey(0)
     )
     floats = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
     return 3 * floats if state_type.trainable else floats

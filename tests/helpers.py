@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from metacurio.core import program_io
 from metacurio.core.specs import EnvSpec
 from operations import types as T
-from operations.base import ListValue
+from operations.kernels.values import ListValue
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = ROOT / "results" / "programs"

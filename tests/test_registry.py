@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import itertools
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import IMAGE_ENV, VECTOR_ENV, CONTINUOUS_ENV, random_value
+from helpers import IMAGE_ENV, ROOT, VECTOR_ENV, CONTINUOUS_ENV, random_value
 
+from operations import kernels
 from operations import types as T
-from operations.base import ListValue, OpDef, TypeRuleError, derive_facts
+from operations.base import OpDef, TypeRuleError, derive_facts
+from operations.kernels import apply_fn, init_state
+from operations.kernels.values import ListValue
 from operations.registry import REGISTRY, ops_for_space
 from operations.state_types import STATE_TYPES
 from operations.types import GradFacts
@@ -42,7 +48,7 @@ def setup(op: OpDef, types, env, seed=0):
     params = state = None
     if op.state:
         elem = types[0] if types else None
-        p, s = STATE_TYPES[op.state].init(keys[-1], env, elem)
+        p, s = init_state(op.state, keys[-1], env, elem)
         if STATE_TYPES[op.state].read_only:
             params = p
         else:
@@ -71,6 +77,45 @@ def case_id(case):
 def test_registry_sizes():
     assert len(ops_for_space("curiosity", enumerable_only=True)) >= 34
     assert len(ops_for_space("combiner", enumerable_only=True)) >= 14
+
+
+FAMILIES = ("neural", "memory", "vectors", "lists", "scalars")
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_op_has_a_kernel(name):
+    assert callable(apply_fn(name))
+
+
+@pytest.mark.parametrize("name", list(kernels.KERNELS))
+def test_every_kernel_names_a_registered_op(name):
+    assert name in REGISTRY
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_implements_exactly_what_it_declares(family):
+    """Together with the merge refusing duplicates, every op has exactly one kernel."""
+    declared = importlib.import_module(f"operations.{family}").OPS
+    implemented = importlib.import_module(f"operations.kernels.{family}").KERNELS
+    assert sorted(op.name for op in declared) == sorted(implemented)
+
+
+@pytest.mark.parametrize("name", list(STATE_TYPES))
+def test_every_state_type_has_an_init(name):
+    assert name in kernels.STATE_INITS
+
+
+@pytest.mark.parametrize("name", list(kernels.STATE_INITS))
+def test_every_state_init_names_a_state_type(name):
+    assert name in STATE_TYPES
+
+
+def test_declarations_import_without_jax():
+    # A fresh interpreter: this test process has long since imported JAX.
+    code = "import operations.registry, sys; print([m for m in ('jax', 'flax', 'optax') if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_every_op_has_a_well_typed_input():
@@ -103,13 +148,14 @@ def test_op_contract_jit_and_vmap(case):
     """Declared output type and shape under jit; vmap over two seeds equals two single runs."""
     op, types = case
     env = IMAGE_ENV
-    apply = jax.jit(lambda i, s, p: op.apply(i, s, p, env))
+    kernel = apply_fn(op.name)
+    apply = jax.jit(lambda i, s, p: kernel(i, s, p, env))
     runs = [setup(op, types, env, seed) for seed in (0, 1)]
     singles = [apply(*run) for run in runs]
     out, new_state, losses = singles[0]
     check_output(op, types, env, out, new_state, runs[0][1], losses)
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *runs)
-    batched = jax.vmap(lambda i, s, p: op.apply(i, s, p, env))(*stacked)
+    batched = jax.vmap(lambda i, s, p: kernel(i, s, p, env))(*stacked)
     for seed, single in enumerate(singles):
         for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(batched)):
             np.testing.assert_allclose(a, b[seed], rtol=2e-5, atol=2e-5)
@@ -128,7 +174,8 @@ def test_op_contract_other_spaces(case, env):
     """Vector observations and continuous actions reach these ops: same contract there."""
     op, types = case
     inputs, state, params = setup(op, types, env)
-    out, new_state, losses = jax.jit(lambda i, s, p: op.apply(i, s, p, env))(inputs, state, params)
+    kernel = apply_fn(op.name)
+    out, new_state, losses = jax.jit(lambda i, s, p: kernel(i, s, p, env))(inputs, state, params)
     check_output(op, types, env, out, new_state, state, losses)
 
 
@@ -137,7 +184,7 @@ def _gradient_magnitudes(op: OpDef, types, env):
     weights_key = jax.random.PRNGKey(7)
 
     def projected(inputs, params):
-        out, _, losses = op.apply(inputs, state, params, env)
+        out, _, losses = apply_fn(op.name)(inputs, state, params, env)
         if out is None:
             return sum(jnp.sum(t) for t in losses)
         if isinstance(out, ListValue):
@@ -189,48 +236,47 @@ def test_trivially_minimisable_rules():
 def test_fixed_original_bugs():
     env = IMAGE_ENV
     a, b = jnp.array([1.0, -2.0, 3.0, 0.0, 5.0]), jnp.array([2.0, -3.0, 1.0, 4.0, -5.0])
-    add = REGISTRY["Add"]
-    assert add.commutative
-    np.testing.assert_allclose(add.apply((a, b), None, None, env)[0], a + b)
-    np.testing.assert_allclose(REGISTRY["Max"].apply((a, b), None, None, env)[0], jnp.maximum(a, b))
-    np.testing.assert_allclose(REGISTRY["Min"].apply((a, b), None, None, env)[0], jnp.minimum(a, b))
+    assert REGISTRY["Add"].commutative
+    np.testing.assert_allclose(apply_fn("Add")((a, b), None, None, env)[0], a + b)
+    np.testing.assert_allclose(apply_fn("Max")((a, b), None, None, env)[0], jnp.maximum(a, b))
+    np.testing.assert_allclose(apply_fn("Min")((a, b), None, None, env)[0], jnp.minimum(a, b))
     assert REGISTRY["Noise"].arity == 0
     assert REGISTRY["Detach"].enumerable and REGISTRY["EncodeDetached"].enumerable
     x = jnp.ones((5, 32))
-    np.testing.assert_allclose(REGISTRY["L2Norm"].apply((x,), None, None, env)[0], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(apply_fn("L2Norm")((x,), None, None, env)[0], 1.0, rtol=1e-5)
     items = ListValue(items=jnp.stack([x, -x], axis=1), mask=jnp.array([True, True]))
-    np.testing.assert_allclose(REGISTRY["ListNorms"].apply((items,), None, None, env)[0].items, 1.0, rtol=1e-5)
-    np.testing.assert_allclose(REGISTRY["ListAverageDistance"].apply((items, 0 * x), None, None, env)[0], 1.0, rtol=1e-5)
-    np.testing.assert_allclose(REGISTRY["ListVariance"].apply((items,), None, None, env)[0], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(apply_fn("ListNorms")((items,), None, None, env)[0].items, 1.0, rtol=1e-5)
+    np.testing.assert_allclose(apply_fn("ListAverageDistance")((items, 0 * x), None, None, env)[0], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(apply_fn("ListVariance")((items,), None, None, env)[0], 1.0, rtol=1e-5)
     ramp = ListValue(items=jnp.tile(jnp.array([0.0, 0.0, 1.0, 3.0, 5.0]), (5, 1)), mask=jnp.arange(5) >= 2)
-    np.testing.assert_allclose(REGISTRY["Slope"].apply((ramp,), None, None, env)[0], 2.0, rtol=1e-5)
+    np.testing.assert_allclose(apply_fn("Slope")((ramp,), None, None, env)[0], 2.0, rtol=1e-5)
 
 
 def test_memory_ops_hand_counts():
     env = IMAGE_ENV
-    knn = REGISTRY["NearestNeighbour"]
-    _, memory = STATE_TYPES["KnnMemory"].init(jax.random.PRNGKey(0), env, None)
+    knn = apply_fn("NearestNeighbour")
+    _, memory = init_state("KnnMemory", jax.random.PRNGKey(0), env, None)
     first = jnp.eye(5, 32)
-    out, memory, _ = knn.apply((first, first), memory, None, env)
+    out, memory, _ = knn((first, first), memory, None, env)
     np.testing.assert_allclose(out, 0.0)
     assert int(memory.filled) == 5
-    out, memory, _ = knn.apply((first * 0, first), memory, None, env)
+    out, memory, _ = knn((first * 0, first), memory, None, env)
     # five stored rows, five neighbours: every query gets the mean of all stored rows
     np.testing.assert_allclose(out, jnp.tile(jnp.mean(first, axis=0), (5, 1)), atol=1e-6)
     assert int(memory.filled) == 10
 
-    buffer = REGISTRY["Buffer"]
-    _, fifo = STATE_TYPES["Buffer"].init(jax.random.PRNGKey(0), env, T.Real)
+    buffer = apply_fn("Buffer")
+    _, fifo = init_state("Buffer", jax.random.PRNGKey(0), env, T.Real)
     for step in range(3):
-        out, fifo, _ = buffer.apply((jnp.full((5,), float(step)),), fifo, None, env)
+        out, fifo, _ = buffer((jnp.full((5,), float(step)),), fifo, None, env)
     assert int(out.mask.sum()) == 3
     np.testing.assert_allclose(out.items[0, -3:], [0.0, 1.0, 2.0])
 
-    norm = REGISTRY["RunningNorm"]
-    _, stats = STATE_TYPES["RunningStats"].init(jax.random.PRNGKey(0), env, None)
+    norm = apply_fn("RunningNorm")
+    _, stats = init_state("RunningStats", jax.random.PRNGKey(0), env, None)
     x = jnp.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    out, stats, _ = norm.apply((x,), stats, None, env)
+    out, stats, _ = norm((x,), stats, None, env)
     np.testing.assert_allclose(out, (x - 3.0) / np.std(np.asarray(x), ddof=1), rtol=1e-5)
-    out, stats, _ = norm.apply((x + 5,), stats, None, env)
+    out, stats, _ = norm((x + 5,), stats, None, env)
     both = np.concatenate([x, x + 5])
     np.testing.assert_allclose(out, (x + 5 - both.mean()) / both.std(ddof=1), rtol=1e-5)

@@ -19,6 +19,7 @@ from flax import struct
 
 from metacurio.core.program import COMBINER, INPUTS, Program, is_constant
 from metacurio.core.specs import CombinerBatch, CuriosityBatch, EnvSpec
+from operations import kernels
 from operations.registry import get_op, get_state_type
 
 LEARNING_RATE = 0.005
@@ -66,7 +67,7 @@ def compile_program(program: Program) -> CompiledProgram:
         params, slots = {}, {}
         for name, type_name in analysis.state_types.items():
             state_type = get_state_type(type_name)
-            p, s = state_type.init(slot_key(key, analysis.canonical_state_names[name]), env, buffer_elem.get(name))
+            p, s = kernels.init_state(type_name, slot_key(key, analysis.canonical_state_names[name]), env, buffer_elem.get(name))
             if state_type.trainable:
                 params[name] = p
             else:
@@ -77,12 +78,11 @@ def compile_program(program: Program) -> CompiledProgram:
         slots = dict(slots)
         losses = []
         for node in order:
-            op = get_op(node.op)
             args = tuple(_value(values, ref, env) for ref in node.args)
             role = slot_roles.get(node.state)
             slot_params = params[node.state] if role == "trainable" else slots[node.state] if role == "read_only" else None
             slot_state = slots[node.state] if role == "mutable" else None
-            out, new_state, terms = op.apply(args, slot_state, slot_params, env)
+            out, new_state, terms = kernels.apply_fn(node.op)(args, slot_state, slot_params, env)
             if role == "mutable":
                 slots[node.state] = new_state
             values[node.id] = out

@@ -28,8 +28,10 @@ from metacurio.core.compiler import ProgramState, learning_step, optimizer, prog
 from metacurio.core.networks import ENSEMBLE_SIZE
 from metacurio.core.program import INPUTS, Program, is_constant
 from metacurio.core.specs import EnvSpec
+from operations import kernels
 from operations import types as T
-from operations.base import ListValue, OpDef, TypeRuleError
+from operations.base import OpDef, TypeRuleError
+from operations.kernels.values import ListValue
 from operations.registry import REGISTRY, get_op, ops_for_space
 from operations.state_types import BUFFER_CAPACITY, STATE_TYPES
 
@@ -102,10 +104,11 @@ def instruction_output(name: str, kinds: tuple[str, ...]) -> str | None:
     state = params = None
     if bank:
         elem = value_type(kinds[0]) if op.state == "Buffer" else None
-        p, s = STATE_TYPES[op.state].init(jax.random.PRNGKey(0), env, elem)
+        p, s = kernels.init_state(op.state, jax.random.PRNGKey(0), env, elem)
         params, state = (p, None) if STATE_TYPES[op.state].is_network else (None, s)
     inputs = tuple(_example(k, env) for k in kinds)
-    out = jax.eval_shape(lambda i, s, p: op.apply(i, s, p, env)[0], inputs, state, params)
+    apply = kernels.apply_fn(name)
+    out = jax.eval_shape(lambda i, s, p: apply(i, s, p, env)[0], inputs, state, params)
     return kind_of(out_type, out.items.shape[1])
 
 
@@ -345,7 +348,7 @@ class Interpreter:
             type_name = _bank_type(bank)
             state_type = STATE_TYPES[type_name]
             elem = value_type(bank.split("_", 1)[1]) if type_name == "Buffer" else None
-            built = [state_type.init(slot_key(key, f"{type_name}{k}"), env, elem) for k in range(count)]
+            built = [kernels.init_state(type_name, slot_key(key, f"{type_name}{k}"), env, elem) for k in range(count)]
             parts = [p if state_type.is_network else s for p, s in built]
             stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *parts)
             (params if state_type.trainable else slots)[bank] = stacked
@@ -380,6 +383,7 @@ class Interpreter:
             bank = state_bank(op, kinds)
             state_type = STATE_TYPES[op.state] if op.state else None
             out_kind = instruction_output(op.name, kinds)
+            apply = kernels.apply_fn(op.name)
 
             def branch(operand):
                 banks, slots, args, slot = operand
@@ -392,7 +396,7 @@ class Interpreter:
                     slot_params = _tree_index(slots[bank], slot)
                 elif state_type is not None:
                     slot_state = touched[bank]
-                value, new_state, terms = op.apply(inputs, slot_state, slot_params, env)
+                value, new_state, terms = apply(inputs, slot_state, slot_params, env)
                 if bank in touched:
                     touched[bank] = new_state
                 if out_kind is not None:
