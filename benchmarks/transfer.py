@@ -27,7 +27,7 @@ os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
 import numpy as np  # noqa: E402
 
 from envs import gymnasium_envs  # noqa: E402
-from metacurio.agent import gym_trainer  # noqa: E402
+from metacurio.agent import gym_presets, gym_trainer  # noqa: E402
 from metacurio.core import program_io  # noqa: E402
 from metacurio.core.compiler import compile_program  # noqa: E402
 
@@ -57,13 +57,13 @@ class Timing:
         return self.env_steps / self.wall_seconds
 
 
-def shortened(env_id: str, updates: int) -> gym_trainer.GymPreset:
-    preset = gym_trainer.preset(env_id, "paper")
+def shortened(env_id: str, updates: int) -> gym_presets.GymPreset:
+    preset = gym_presets.preset(env_id, "paper")
     ppo = dataclasses.replace(preset.ppo, lifetime_steps=updates * preset.ppo.rollout_steps)
     return dataclasses.replace(preset, ppo=ppo, seeds=preset.seeds[:1])
 
 
-def random_actions(preset: gym_trainer.GymPreset, steps: int) -> Timing:
+def random_actions(preset: gym_presets.GymPreset, steps: int) -> Timing:
     """Gymnasium alone: the same vector env stepped with random actions."""
     import gymnasium as gym
 
@@ -82,7 +82,7 @@ def random_actions(preset: gym_trainer.GymPreset, steps: int) -> Timing:
     return Timing("gymnasium, random actions", 0.0, 0.0, wall, cpu, steps * preset.ppo.num_envs, float("nan"))
 
 
-def lifetime(preset: gym_trainer.GymPreset, label: str, curiosity=None, combiner=None, repeats: int = 2) -> Timing:
+def lifetime(preset: gym_presets.GymPreset, label: str, curiosity=None, combiner=None, repeats: int = 2) -> Timing:
     """Compile, then the fastest of ``repeats`` lifetimes (the first run in a process warms caches up)."""
     trainer = gym_trainer.GymTrainer(gymnasium_envs.inspect_env(preset.env_id), preset.ppo, curiosity, combiner)
     compile_seconds = trainer.compile()
@@ -95,7 +95,7 @@ def lifetime(preset: gym_trainer.GymPreset, label: str, curiosity=None, combiner
     return Timing(label, pipeline_cost(trainer, preset), compile_seconds, wall, cpu, result.env_steps, result.score)
 
 
-def pipeline_cost(trainer: gym_trainer.GymTrainer, preset: gym_trainer.GymPreset, repeats: int = 20) -> float:
+def pipeline_cost(trainer: gym_trainer.GymTrainer, preset: gym_presets.GymPreset, repeats: int = 20) -> float:
     """CPU-seconds per env step of the reward pipeline alone, on a zero rollout."""
     state = trainer.init(0)
     rollout = gym_trainer.empty_rollout(preset.ppo, trainer.env_spec)
@@ -106,7 +106,7 @@ def pipeline_cost(trainer: gym_trainer.GymTrainer, preset: gym_trainer.GymPreset
     return (time.process_time() - cpu) / repeats / (preset.ppo.rollout_steps * preset.ppo.num_envs)
 
 
-def agent_calls(preset: gym_trainer.GymPreset, repeats: int = 200) -> tuple[float, float]:
+def agent_calls(preset: gym_presets.GymPreset, repeats: int = 200) -> tuple[float, float]:
     """CPU-seconds of one policy call (all N envs) and of one PPO update, on zero inputs."""
     spaces = gymnasium_envs.inspect_env(preset.env_id)
     spec = spaces.env_spec(preset.ppo.num_envs)
@@ -126,7 +126,7 @@ def agent_calls(preset: gym_trainer.GymPreset, repeats: int = 200) -> tuple[floa
     return act, (time.process_time() - cpu) / updates
 
 
-def measure(preset: gym_trainer.GymPreset, program_names: list[str]) -> list[Timing]:
+def measure(preset: gym_presets.GymPreset, program_names: list[str]) -> list[Timing]:
     combiner = compile_program(program_io.load(PROGRAMS / "combiner_paper.json"))
     steps = preset.ppo.num_updates * preset.ppo.rollout_steps
     timings = [random_actions(preset, steps), lifetime(preset, "PPO alone")]
@@ -136,7 +136,7 @@ def measure(preset: gym_trainer.GymPreset, program_names: list[str]) -> list[Tim
     return timings
 
 
-def table(preset: gym_trainer.GymPreset, timings: list[Timing]) -> list[str]:
+def table(preset: gym_presets.GymPreset, timings: list[Timing]) -> list[str]:
     gym_alone, plain = timings[0], timings[1]
     lines = [
         f"### {preset.env_id}: {preset.ppo.num_envs} env(s) × {preset.ppo.num_updates} updates of {preset.ppo.rollout_steps} steps "

@@ -19,6 +19,7 @@ def cache_dir() -> Path:
 
 def enable_compilation_cache() -> Path:
     """Persist every compilation: a re-run in a new process then skips XLA's compile step."""
+    # Light modules import this one to read the cache path and flags; only this call needs JAX.
     import jax
 
     path = cache_dir()

@@ -27,13 +27,18 @@ from typing import Sequence
 
 import numpy as np
 
+from metacurio.arguments import check_at_least, check_max_ops
 from metacurio.core import program_io
 from metacurio.core.program import Program
+from metacurio.jax_setup import set_up_process
 from metacurio.progress import ProgressDisplay
 from search import store as st
-from search.enumerate import distinct_programs
 from search.config import PRESETS, SearchConfig, load_file, preset, with_fields
+from search.enumerate import distinct_programs, enumerate_space
+from search.executor import ADDRESS_HELP, Task, WorkerSpec, check_address, make_executor
 from search.interrupts import raise_if_requested
+from search.predictor import search_features, select_batch
+from search.schedule import compute_cutoffs
 from search.run_lock import RunLock
 from search.store import EvaluationRow, ProgramResult, ProgramRow, RunStore, StoreError
 
@@ -159,8 +164,6 @@ def _check_same_programs(store: RunStore, programs: Sequence | None, run_dir: Pa
 def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -> None:
     """Enumerate (or take the given programs), deduplicate, store programs, funnel and layout."""
     if programs is None:
-        from search.enumerate import enumerate_space
-
         enumeration = enumerate_space(config.space, config.max_ops)
         candidates = list(enumeration.programs)
         funnel = list(enumeration.funnel)
@@ -171,6 +174,7 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -
     if not candidates:
         raise ValueError("the search has no candidate programs")
     if config.dedup:
+        # Duplicate removal runs programs under JAX; imported only when a run gets this far.
         from search.signature import deduplicate
 
         dedup = deduplicate(candidates, steps=config.dedup_steps, seed=config.selection_seed)
@@ -203,6 +207,7 @@ def _program_row(position: int, program, unique_ids: set[str], duplicate_of: dic
 
 
 def _layout(programs: Sequence):
+    # The interpreter loads JAX; `metacurio --help` and a finished run's resume never need it.
     from metacurio.core.interpreter import Layout
 
     return Layout.for_programs(programs)
@@ -250,8 +255,6 @@ def _search_stage(store, config, unique: list[Program], state: SearchState, pool
         _evaluate(store, config, st.SEARCH, pending, config.seeds, cutoffs, unique, state, pool, display)
     features = None
     while len(selections) < target:
-        from search.predictor import select_batch
-
         if features is None:
             features = _features(unique)
         batch = 1 + max((b for b, _ in selections.values()), default=0)
@@ -291,16 +294,12 @@ def _selections(store: RunStore) -> dict[str, tuple[int, tuple[float, ...]]]:
 
 
 def _features(unique: Sequence[Program]) -> np.ndarray:
-    from search.predictor import search_features
-
     return search_features(unique)
 
 
 def _cutoffs(config: SearchConfig, state: SearchState, unique: Sequence[Program]) -> tuple[float, ...]:
     if not config.early_stopping or not state.curves:
         return ()
-    from search.schedule import compute_cutoffs
-
     curves = [state.curves[p.id] for p in unique if p.id in state.curves]
     return tuple(float(c) for c in compute_cutoffs(curves, config.top_k, config.num_stdevs))
 
@@ -327,8 +326,6 @@ def _plain_stage(store, config, stage: str, ids: list[str], seeds, unique, pool,
 
 
 def _evaluate(store, config, stage, ids, seeds, cutoffs, unique, state: SearchState | None, pool, display) -> None:
-    from search.executor import Task
-
     raise_if_requested()
     by_id = {p.id: p for p in unique}
     tasks = [Task(pid, by_id[pid], stage, tuple(seeds), cutoffs) for pid in ids]
@@ -397,8 +394,6 @@ class _Pool:
 
     def get(self, unique: Sequence[Program]):
         if self._executor is None:
-            from search.executor import WorkerSpec, make_executor
-
             store, config, kind, address, workers = self._args
             layout = _layout(unique)
             spec = WorkerSpec(layout, config.grid(), config.ppo(), config.checkpoint_every)
@@ -422,8 +417,6 @@ def _status(state: SearchState | None) -> str:
 
 def add_parser(subparsers) -> None:
     """Register ``metacurio search``."""
-    from search.executor import ADDRESS_HELP
-
     parser = subparsers.add_parser("search", help="search a program space with progressive elimination (resumable)")
     parser.add_argument("--preset", choices=tuple(PRESETS), help="search size (fresh runs default to tiny)")
     parser.add_argument("--config", metavar="FILE", help="JSON object of config fields that replace the preset's")
@@ -466,22 +459,15 @@ def run_dir_from_args(args) -> Path:
 
 
 def run_cli(args) -> None:
-    from metacurio.jax_setup import set_up_process
-
     set_up_process()
-    from metacurio.arguments import check_at_least, check_max_ops
-
     check_at_least(args.workers, 1, "--workers")
     check_at_least(args.trials, 1, "--trials")
     check_at_least(args.limit, 1, "--limit")
     check_max_ops(args.max_ops, args.space or "curiosity")
-    from search.executor import check_address
-
     check_address(args.executor, args.address)
     config = config_from_args(args)
     programs = None
     if args.programs:
-
         programs = [program_io.resolve(spec) for spec in args.programs]
     run_dir = run_dir_from_args(args)
     try:

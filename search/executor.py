@@ -23,15 +23,20 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from envs import gridworld_config
 from metacurio.agent.config import PPOConfig
-from metacurio.core.interpreter import Layout
 from metacurio.core.program import Program
 from metacurio.errors import failure
+from metacurio.jax_setup import CACHE_ENV, SINGLE_THREAD_XLA, cache_dir, set_up_process
+from search import reaper
+
+if TYPE_CHECKING:
+    # Only carried here: the driver imports this module to build its parser, without JAX.
+    from metacurio.core.interpreter import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_WORKER_DEATHS = 3
@@ -102,8 +107,8 @@ class Task:
 def build_evaluator(spec: WorkerSpec):
     """One evaluator per spec and process: a second search in the same process (the test suite)
     skips the compile. The one cache kept between jobs; any other resource lives on its runner."""
+    # In the worker's process only: planning jobs never needs JAX.
     from metacurio.agent.evaluator import Evaluator
-    from metacurio.jax_setup import set_up_process
 
     set_up_process()
     return Evaluator(spec.layout, spec.grid, spec.ppo, spec.checkpoint_every)
@@ -138,8 +143,6 @@ def run_task(runner: Runner, task, worker: str) -> Outcome:
 
 def worker_environment() -> dict[str, str]:
     """Variables a worker process needs before JAX starts: XLA threading, compile cache, imports."""
-    from metacurio.jax_setup import CACHE_ENV, SINGLE_THREAD_XLA, cache_dir
-
     path = os.environ.get("PYTHONPATH", "")
     return {
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", SINGLE_THREAD_XLA),
@@ -190,6 +193,7 @@ class RayExecutor:
     """
 
     def __init__(self, job: Job, workers: int | None = None, address: str | None = None, chunk_size: int = 1):
+        # Ray takes seconds to import; the local executor and every other command never need it.
         import ray
 
         self._ray = ray
@@ -291,8 +295,6 @@ def start_ray(workers: int | None = None, address: str | None = None) -> bool:
                     logging_level="WARNING",
                     log_to_driver=False,
                 )
-                from search import reaper
-
                 reaper.watch(os.getpid())
     except ConnectionError as err:
         raise ExecutorError(f"cannot join the Ray cluster at {address}: {failure(err)}") from None

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+import psutil
+
 POLL_S = 0.5
 """Seconds between looks at the watched process."""
 GRACE_S = 3.0
@@ -23,8 +25,6 @@ GRACE_S = 3.0
 
 def watch(pid: int) -> None:
     """Start a reaper for ``pid``'s descendants, unless this process already has one for it."""
-    import psutil
-
     command = [sys.executable, "-m", "search.reaper", str(pid)]
     for child in psutil.Process().children():
         try:
@@ -50,8 +50,6 @@ def _import_path() -> str:
 
 def reap(pid: int) -> None:
     """Follow ``pid`` until it exits, then end what it left running."""
-    import psutil
-
     try:
         watched = psutil.Process(pid)
     except psutil.NoSuchProcess:
@@ -75,8 +73,6 @@ def reap(pid: int) -> None:
 
 
 def _alive_with_descendants(processes, me: int) -> list:
-    import psutil
-
     found: dict[int, psutil.Process] = {}
     for process in processes:
         # is_running() also checks the start time, so a recycled PID is never touched.
@@ -93,8 +89,6 @@ def _alive_with_descendants(processes, me: int) -> list:
 
 
 def _signal(action) -> None:
-    import psutil
-
     try:
         action()
     except psutil.NoSuchProcess:

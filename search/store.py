@@ -22,8 +22,10 @@ import dataclasses
 import json
 import math
 import os
+import platform
 import sqlite3
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -354,9 +356,6 @@ def _finite(value: float) -> float | None:
 
 
 def _versions() -> dict[str, str]:
-    import platform
-    from importlib import metadata
-
     versions = {"python": platform.python_version()}
     for package in ("metacurio", "jax", "jaxlib", "flax", "optax", "numpy", "scikit-learn", "ray"):
         try:

@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from envs import gymnasium_envs
+from metacurio.agent import gym_presets
 from metacurio.agent import gym_trainer as ga
 from metacurio.core.compiler import compile_program
 from helpers import reference_programs
@@ -70,11 +72,11 @@ def compiled(name: str):
     return compile_program(reference_programs()[name])
 
 
-def tiny(env_id: str, num_envs: int, steps: int, rollout: int | None = None) -> ga.GymPreset:
+def tiny(env_id: str, num_envs: int, steps: int, rollout: int | None = None) -> gym_presets.GymPreset:
     ppo = dataclasses.replace(
-        ga.CONTINUOUS_CONTROL_PPO, num_envs=num_envs, rollout_steps=rollout or steps, lifetime_steps=steps, num_minibatches=1
+        gym_presets.CONTINUOUS_CONTROL_PPO, num_envs=num_envs, rollout_steps=rollout or steps, lifetime_steps=steps, num_minibatches=1
     )
-    return ga.GymPreset(env_id, ppo, (4,))
+    return gym_presets.GymPreset(env_id, ppo, (4,))
 
 
 # Spaces and errors
@@ -82,9 +84,9 @@ def tiny(env_id: str, num_envs: int, steps: int, rollout: int | None = None) -> 
 
 def test_supported_spaces_are_described():
     box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
-    spaces = ga.spaces_of("x", box, gym.spaces.Discrete(5, start=2))
+    spaces = gymnasium_envs.spaces_of("x", box, gym.spaces.Discrete(5, start=2))
     assert (spaces.obs_shape, spaces.action_dim, spaces.discrete, spaces.action_start) == ((3,), 5, True, 2)
-    spaces = ga.spaces_of("x", gym.spaces.Discrete(6, start=1), gym.spaces.Box(-2.0, 2.0, (2,), np.float32))
+    spaces = gymnasium_envs.spaces_of("x", gym.spaces.Discrete(6, start=1), gym.spaces.Box(-2.0, 2.0, (2,), np.float32))
     assert (spaces.obs_shape, spaces.action_dim, spaces.discrete) == ((6,), 2, False)
     assert spaces.action_low == (-2.0, -2.0) and spaces.action_high == (2.0, 2.0)
     assert spaces.env_spec(3).batch_size == 3
@@ -101,32 +103,32 @@ def test_supported_spaces_are_described():
     ],
 )
 def test_unsupported_spaces_are_refused_in_one_line(obs_space, action_space, words):
-    with pytest.raises(ga.GymEnvError, match=words) as err:
-        ga.spaces_of("Some-v0", obs_space, action_space)
+    with pytest.raises(gymnasium_envs.GymEnvError, match=words) as err:
+        gymnasium_envs.spaces_of("Some-v0", obs_space, action_space)
     assert "\n" not in str(err.value) and "Some-v0" in str(err.value)
 
 
 def test_unknown_and_unsupported_environments_are_refused():
-    with pytest.raises(ga.GymEnvError, match="unknown gymnasium environment 'NoSuchEnv-v0'") as err:
-        ga.inspect_env("NoSuchEnv-v0")
+    with pytest.raises(gymnasium_envs.GymEnvError, match="unknown gymnasium environment 'NoSuchEnv-v0'") as err:
+        gymnasium_envs.inspect_env("NoSuchEnv-v0")
     assert "\n" not in str(err.value)
-    with pytest.raises(ga.GymEnvError, match="Blackjack-v1: unsupported observation space Tuple"):
-        ga.inspect_env("Blackjack-v1")
+    with pytest.raises(gymnasium_envs.GymEnvError, match="Blackjack-v1: unsupported observation space Tuple"):
+        gymnasium_envs.inspect_env("Blackjack-v1")
 
 
 def test_presets_carry_the_paper_budgets():
-    lunar = ga.preset("LunarLander-v3")
+    lunar = gym_presets.preset("LunarLander-v3")
     assert (lunar.ppo.num_envs, lunar.ppo.num_updates * lunar.ppo.rollout_steps, len(lunar.seeds)) == (5, 9_984, 2)
     assert (lunar.ppo.learning_rate, lunar.ppo.clip_eps, lunar.ppo.num_epochs, lunar.ppo.num_minibatches) == (3e-4, 0.2, 10, 32)
-    assert ga.preset("LunarLanderContinuous-v3").ppo == lunar.ppo
-    acrobot = ga.preset("Acrobot-v1").ppo
+    assert gym_presets.preset("LunarLanderContinuous-v3").ppo == lunar.ppo
+    acrobot = gym_presets.preset("Acrobot-v1").ppo
     assert (acrobot.num_envs, acrobot.num_updates, acrobot.rollout_steps) == (5, 625, 12)
-    ant = ga.preset("Ant-v5")
+    ant = gym_presets.preset("Ant-v5")
     assert (ant.ppo.num_envs, ant.ppo.rollout_steps, ant.ppo.num_updates, len(ant.seeds)) == (1, 2048, 244, 3)
     assert all(p.ppo.bootstrap_truncation for p in (lunar, ant))
-    assert ga.preset("CartPole-v1", "quick").env_id == "CartPole-v1"
-    with pytest.raises(ga.GymEnvError, match="unknown preset 'huge'"):
-        ga.preset("Ant-v5", "huge")
+    assert gym_presets.preset("CartPole-v1", "quick").env_id == "CartPole-v1"
+    with pytest.raises(gym_presets.PresetError, match="unknown preset 'huge'"):
+        gym_presets.preset("Ant-v5", "huge")
 
 
 # Episode ends
@@ -147,7 +149,7 @@ def test_programs_see_final_observations_and_every_step_is_real():
     # 2 envs × 9 steps of 3-step episodes: same-step autoreset ends 3 episodes per env (next-step
     # autoreset would spend a step per reset and end only 2); s' runs 2, 1, 0 (the final
     # observation, not the reset one) and s runs 3, 2, 1.
-    trainer = ga.GymTrainer(ga.inspect_env(COUNTDOWN), tiny(COUNTDOWN, 2, 9).ppo, Probe())
+    trainer = ga.GymTrainer(gymnasium_envs.inspect_env(COUNTDOWN), tiny(COUNTDOWN, 2, 9).ppo, Probe())
     result = trainer.run(seed=0)
     assert result.episode_returns == (3.0,) * 6
     assert result.score == 3.0 and result.env_steps == 18
@@ -158,7 +160,7 @@ def test_programs_see_final_observations_and_every_step_is_real():
 def test_time_limits_truncate_and_box_actions_are_clipped():
     # The Box variant has a 2-step time limit, so every episode is truncated at s' = 1; its
     # actions lie in [-0.5, 0.5] while the initial Gaussian policy has std 1.
-    trainer = ga.GymTrainer(ga.inspect_env(COUNTDOWN_BOX), tiny(COUNTDOWN_BOX, 3, 8).ppo, Probe())
+    trainer = ga.GymTrainer(gymnasium_envs.inspect_env(COUNTDOWN_BOX), tiny(COUNTDOWN_BOX, 3, 8).ppo, Probe())
     result = trainer.run(seed=1, max_episode_steps=2)
     assert result.episode_returns == (2.0,) * 12
     assert result.metrics["curiosity/next_obs"][0] == pytest.approx(1.5)
@@ -170,7 +172,7 @@ def test_time_limits_truncate_and_box_actions_are_clipped():
 
 def test_cartpole_with_rnd_is_deterministic():
     preset = tiny("CartPole-v1", 2, 128, rollout=64)
-    trainer = ga.GymTrainer(ga.inspect_env("CartPole-v1"), preset.ppo, compiled("rnd"), compiled("combiner_paper"))
+    trainer = ga.GymTrainer(gymnasium_envs.inspect_env("CartPole-v1"), preset.ppo, compiled("rnd"), compiled("combiner_paper"))
     first, second = trainer.run(7), trainer.run(7)
     assert first.score == second.score and first.episode_returns == second.episode_returns
     # CartPole pays 1 per step, so returns are episode lengths: they fit in the steps taken.
@@ -205,9 +207,9 @@ def test_continuous_ppo_improves_on_pendulum():
     --xla_cpu_max_isa=SSE4_2: a margin of at least 180 over 200.
     """
     ppo = dataclasses.replace(
-        ga.CONTINUOUS_CONTROL_PPO, num_envs=8, rollout_steps=200, lifetime_steps=4000, num_minibatches=16, learning_rate=1e-3
+        gym_presets.CONTINUOUS_CONTROL_PPO, num_envs=8, rollout_steps=200, lifetime_steps=4000, num_minibatches=16, learning_rate=1e-3
     )
-    results = ga.train(ga.GymPreset("Pendulum-v1", ppo, PENDULUM_SEEDS))
+    results = ga.train(gym_presets.GymPreset("Pendulum-v1", ppo, PENDULUM_SEEDS))
     improvements = []
     for result in results:
         returns = np.asarray(result.episode_returns)
@@ -217,12 +219,12 @@ def test_continuous_ppo_improves_on_pendulum():
 
 
 def test_lunar_lander_smoke_run():
-    [result] = ga.train(ga.preset("LunarLander-v3", "quick"), seeds=[4], curiosity=reference_programs()["fast"])
+    [result] = ga.train(gym_presets.preset("LunarLander-v3", "quick"), seeds=[4], curiosity=reference_programs()["fast"])
     assert result.env_steps == 5 * 256 and np.isfinite(result.score)
 
 
 def test_ant_smoke_run():
-    [result] = ga.train(ga.preset("Ant-v5", "quick"), seeds=[4], curiosity=reference_programs()["rnd"])
+    [result] = ga.train(gym_presets.preset("Ant-v5", "quick"), seeds=[4], curiosity=reference_programs()["rnd"])
     assert result.env_steps == 256 and np.isfinite(result.score) and len(result.curve) == 2
 
 

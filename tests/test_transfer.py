@@ -37,7 +37,7 @@ def test_entries_baselines_and_pending_tasks():
     entries = transfer.unique([fast] + transfer.baseline_entries(["none", "fast", "rnd"], programs.__getitem__))
     assert [e.id for e in entries] == [programs["fast"].id, "none", programs["rnd"].id]
     assert entries[1].program_json is None
-    from metacurio.agent.gym_trainer import preset
+    from metacurio.agent.gym_presets import preset
 
     quick = preset("CartPole-v1", "quick")
     tasks = transfer.pending_tasks(entries, quick, "COMBINER", done={(programs["fast"].id, 4)})
@@ -55,7 +55,7 @@ def test_wrong_programs_and_baselines_are_refused():
 
 
 def test_a_failing_task_becomes_an_error_row():
-    from metacurio.agent.gym_trainer import preset
+    from metacurio.agent.gym_presets import preset
     from search.executor import LocalExecutor
 
     broken = json.loads(preset("CartPole-v1", "quick").to_json()) | {"env_id": "NoSuchEnv-v0"}
@@ -116,7 +116,7 @@ def test_rows_are_stored_and_tabulated_per_env_and_seed(search_run):
 
 
 def test_settings_clash_is_refused(search_run):
-    from metacurio.agent.gym_trainer import preset
+    from metacurio.agent.gym_presets import preset
 
     store, _ = search_run
     quick = preset("CartPole-v1", "quick")

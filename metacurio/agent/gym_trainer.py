@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import time
 from typing import Any, Callable, Sequence
@@ -55,7 +54,8 @@ from metacurio.agent.ppo import (
     sample_action,
 )
 from metacurio.core.networks import apply_actor_critic, init_actor_critic
-from envs.gymnasium_envs import GymEnvError, Spaces, inspect_env, make_env
+from envs.gymnasium_envs import Spaces, inspect_env, make_env
+from metacurio.agent.gym_presets import GymPreset
 from metacurio.core.compiler import compile_program
 from metacurio.core.program import Program
 from metacurio.core.specs import EnvSpec
@@ -63,100 +63,6 @@ from metacurio.core.specs import EnvSpec
 
 class GymTrainError(RuntimeError):
     """A lifetime that cannot go on: a program produced non-finite rewards or parameters."""
-
-
-# Presets
-
-
-@dataclasses.dataclass(frozen=True)
-class GymPreset:
-    """One environment with an agent, a lifetime budget and trial seeds."""
-
-    env_id: str
-    """A gymnasium environment id."""
-    ppo: PPOConfig
-    """Agent and lifetime: N envs, T steps per rollout, steps per env per lifetime."""
-    seeds: tuple[int, ...]
-    """Trial seeds: each seeds the agent (JAX) and the N environments (seed, seed + 1, ...)."""
-    max_episode_steps: int | None = None
-    """Episode time limit; None keeps gymnasium's registered limit."""
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "GymPreset":
-        fields = json.loads(text)
-        return cls(fields["env_id"], PPOConfig(**fields["ppo"]), tuple(fields["seeds"]), fields["max_episode_steps"])
-
-
-CONTINUOUS_CONTROL_PPO = PPOConfig(
-    num_envs=5,
-    rollout_steps=256,
-    lifetime_steps=10_000,
-    learning_rate=3e-4,
-    clip_eps=0.2,
-    num_epochs=10,
-    num_minibatches=32,
-    bootstrap_truncation=True,
-)
-"""The original's "MuJoCo" PPO arguments with Lunar Lander's budget (experiment 2-100): 5 envs ×
-39 updates of 256 steps = 9,984 steps per env, proper time limits."""
-
-ATARI_PPO = PPOConfig(num_envs=5, rollout_steps=12, lifetime_steps=7_500, bootstrap_truncation=True)
-"""The original's "Atari" PPO arguments with Acrobot's budget (experiment 2-98): 5 envs × 625
-updates of 12 steps, proper time limits."""
-
-ANT_PPO = dataclasses.replace(CONTINUOUS_CONTROL_PPO, num_envs=1, rollout_steps=2048, lifetime_steps=500_000)
-"""Experiments 2-103 ff.: one env × 244 updates of 2,048 steps (≈500k steps)."""
-
-TRANSFER_SEEDS = (4, 104, 204)
-"""Trial seeds, the gridworld search's formula (3 + 100·i + offset 1); the original's transfer
-seeds were offsets 1 and 2 of its own seeding, which has no counterpart here."""
-
-
-def _quick(ppo: PPOConfig, rollout_steps: int, lifetime_steps: int, minibatches: int) -> PPOConfig:
-    return dataclasses.replace(ppo, rollout_steps=rollout_steps, lifetime_steps=lifetime_steps, num_minibatches=minibatches)
-
-
-PRESETS: dict[str, dict[str, GymPreset]] = {
-    "LunarLander-v3": {
-        "paper": GymPreset("LunarLander-v3", CONTINUOUS_CONTROL_PPO, TRANSFER_SEEDS[:2], max_episode_steps=500),
-        "quick": GymPreset("LunarLander-v3", _quick(CONTINUOUS_CONTROL_PPO, 64, 256, 4), TRANSFER_SEEDS[:2], 500),
-    },
-    "LunarLanderContinuous-v3": {
-        "paper": GymPreset("LunarLanderContinuous-v3", CONTINUOUS_CONTROL_PPO, TRANSFER_SEEDS[:2], max_episode_steps=500),
-        "quick": GymPreset("LunarLanderContinuous-v3", _quick(CONTINUOUS_CONTROL_PPO, 64, 256, 4), TRANSFER_SEEDS[:2], 500),
-    },
-    "Acrobot-v1": {
-        "paper": GymPreset("Acrobot-v1", ATARI_PPO, TRANSFER_SEEDS[:2], max_episode_steps=500),
-        "quick": GymPreset("Acrobot-v1", _quick(ATARI_PPO, 12, 240, 4), TRANSFER_SEEDS[:2], 500),
-    },
-    "Ant-v5": {
-        "paper": GymPreset("Ant-v5", ANT_PPO, TRANSFER_SEEDS),
-        "quick": GymPreset("Ant-v5", _quick(ANT_PPO, 128, 256, 4), TRANSFER_SEEDS[:2]),
-    },
-}
-"""The paper's transfer budgets (reference §9.2), each with a ``quick`` preset for smoke runs."""
-
-GENERIC = {
-    "paper": GymPreset("", CONTINUOUS_CONTROL_PPO, TRANSFER_SEEDS[:2]),
-    "quick": GymPreset("", dataclasses.replace(_quick(CONTINUOUS_CONTROL_PPO, 64, 256, 4), num_envs=2), TRANSFER_SEEDS[:2]),
-}
-"""Any other environment: the continuous-control agent (the paper's settings for vector
-observations) with Lunar Lander's budget, or a small quick run."""
-
-
-def preset(env_id: str, name: str = "paper") -> GymPreset:
-    """The named preset of ``env_id`` (the generic one for environments the paper did not use)."""
-    named = PRESETS.get(env_id)
-    if named is None:
-        if name not in GENERIC:
-            raise GymEnvError(f"unknown preset {name!r}; known: {', '.join(GENERIC)}")
-        return dataclasses.replace(GENERIC[name], env_id=env_id)
-    if name not in named:
-        raise GymEnvError(f"unknown preset {name!r} for {env_id}; known: {', '.join(named)}")
-    return named[name]
 
 
 # Training

@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from envs import gridworld, gridworld_config, gymnasium_envs
-from metacurio.agent import gym_trainer
+from metacurio.agent import gym_presets, gym_trainer
 from metacurio.agent.config import GRIDWORLD_PAPER, PAPER_SEEDS, PPOConfig
 from metacurio.agent.evaluator import gridworld_spec
 from metacurio.agent.ppo import make_train, sample_action
@@ -164,14 +164,14 @@ def gym_preset(env_id: str, preset_name: str = "paper", lifetime_steps: int | No
         gymnasium_envs.inspect_env(env_id)
     except gymnasium_envs.UnknownEnvError as err:
         raise ReplayError(f"unknown environment {env_id!r}: not a gridworld ({', '.join(GRIDWORLD_ENVS)}) and {err}") from None
-    preset = gym_trainer.preset(env_id, preset_name)
+    preset = gym_presets.preset(env_id, preset_name)
     if lifetime_steps is not None:
         preset = dataclasses.replace(preset, ppo=dataclasses.replace(preset.ppo, lifetime_steps=lifetime_steps))
     return preset
 
 
 def gym_replay(program: Program, preset, seeds: Sequence[int] | None = None, combiner: Program | None = None) -> list:
-    """Lifetimes with ``program`` on a gymnasium preset (``metacurio.agent.gym_trainer.GymPreset``), one per seed."""
+    """Lifetimes with ``program`` on a gymnasium preset (``metacurio.agent.gym_presets.GymPreset``), one per seed."""
     if program.kind != "curiosity":
         raise ReplayError(f"replay runs curiosity programs; {program.name or program.id} is a {program.kind} program")
     if combiner is not None and combiner.kind != "combiner":

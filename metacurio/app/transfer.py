@@ -26,13 +26,22 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from metacurio.core import program_io
-from metacurio.progress import ProgressDisplay
+from rich.console import Console
+from rich.table import Table
+
+from metacurio.agent import gym_presets
+from metacurio.agent.gym_presets import GymPreset
 from metacurio.arguments import check_at_least, check_seeds
+from metacurio.core import program_io
 from metacurio.core.program import Program
+from metacurio.jax_setup import set_up_process
+from metacurio.progress import ProgressDisplay
+from search import store as st
+from search.config import SearchConfig
+from search.executor import ADDRESS_HELP, check_address, make_executor
 from search.interrupts import raise_if_requested
 from search.run_lock import RunLock
-from search.store import FILE, TRANSFER, EvaluationRow
+from search.store import FILE, TRANSFER, EvaluationRow, RunStore, aggregate
 
 STAGE = TRANSFER
 PLAIN_PPO = "none"
@@ -102,8 +111,6 @@ def baseline_entries(names: Sequence[str], resolve) -> list[Entry]:
 
 def top_programs(store, k: int) -> list[Program]:
     """The run's best ``k`` programs: by fresh-seed score if the run has one, else by completed search score."""
-    from search import store as st
-
     if k < 1:
         raise TransferError(f"--top must be at least 1, got {k}")
     ranking = store.ranking(st.FRESH)
@@ -144,13 +151,11 @@ class TransferJob:
     """Every transfer worker's job (``search.executor.Job``): lifetimes on one preset."""
 
     preset_json: str
-    """``metacurio.agent.gym_trainer.GymPreset`` as JSON."""
+    """``metacurio.agent.gym_presets.GymPreset`` as JSON."""
 
     def start(self) -> "TransferWorker":
-        from metacurio.jax_setup import set_up_process
-
         set_up_process()
-        return TransferWorker(_preset_from_json(self.preset_json))
+        return TransferWorker(GymPreset.from_json(self.preset_json))
 
 
 class TransferWorker:
@@ -171,6 +176,7 @@ class TransferWorker:
     def _trainer(self, program_json: str | None, combiner_json: str | None):
         key = (program_json, combiner_json)
         if key not in self._trainers:
+            # Workers only: the command that plans and tabulates a transfer never loads JAX or gymnasium.
             from envs import gymnasium_envs
             from metacurio.agent import gym_trainer
             from metacurio.core.compiler import compile_program
@@ -182,12 +188,6 @@ class TransferWorker:
             self._trainers.clear()
             self._trainers[key] = gym_trainer.GymTrainer(spaces, self._preset.ppo, curiosity, combiner)
         return self._trainers[key]
-
-
-def _preset_from_json(text: str):
-    from metacurio.agent.gym_trainer import GymPreset
-
-    return GymPreset.from_json(text)
 
 
 def row_of(outcome, env_id: str) -> EvaluationRow:
@@ -218,9 +218,6 @@ def row_of(outcome, env_id: str) -> EvaluationRow:
 
 def open_or_create_store(run_dir: Path, create: bool, command: str):
     """The run's store; without a RUN, a transfer run directory is created (or resumed)."""
-    from search.config import SearchConfig
-    from search.store import RunStore
-
     if create and not (run_dir / FILE).exists():
         # A transfer-only run has no search; its config is the default one and says so in meta.
         return RunStore.create(run_dir, SearchConfig(), command, meta={"kind": "transfer"})
@@ -255,8 +252,6 @@ def stored_keys(store, env_id: str) -> set[tuple[str, int]]:
 
 def table_rows(store, entries: Sequence[Entry], env_id: str, seeds: Sequence[int]) -> list[Row]:
     """Per-entry aggregates of the stored transfer results on ``env_id`` and ``seeds``, best mean first."""
-    from search.store import aggregate
-
     by_id: dict[str, list] = {}
     for row in store.evaluations(STAGE):
         if row.env == env_id and row.seed in seeds:
@@ -271,9 +266,6 @@ def table_rows(store, entries: Sequence[Entry], env_id: str, seeds: Sequence[int
 
 
 def print_table(rows: Sequence[Row], env_id: str, preset_name: str, file=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     title = f"{env_id} ({preset_name}): mean extrinsic episode return over the lifetime, mean ± s.e. over seeds"
     table = Table(title=title)
     for column in ("program", "id", "return", "seeds", "env steps", "seconds", "error"):
@@ -290,8 +282,6 @@ def print_table(rows: Sequence[Row], env_id: str, preset_name: str, file=None) -
 
 def add_parser(subparsers) -> None:
     """Register ``metacurio transfer``."""
-    from search.executor import ADDRESS_HELP
-
     parser = subparsers.add_parser(
         "transfer",
         help="train agents with programs and the baselines on a gymnasium environment (resumable)",
@@ -325,20 +315,17 @@ def add_parser(subparsers) -> None:
 
 
 def run_cli(args) -> None:
-    from metacurio.jax_setup import set_up_process
-
     set_up_process()
+    # Checks that the environment exists before anything is written; loads gymnasium.
     from envs import gymnasium_envs
-    from metacurio.agent import gym_trainer
+
     check_at_least(args.workers, 1, "--workers")
     check_at_least(args.top, 1, "--top")
     if args.seeds:
         check_seeds(args.seeds)
-    from search.executor import check_address
-
     check_address(args.executor, args.address)
     gymnasium_envs.inspect_env(args.env)
-    preset = gym_trainer.preset(args.env, args.preset)
+    preset = gym_presets.preset(args.env, args.preset)
     if args.seeds:
         preset = dataclasses.replace(preset, seeds=tuple(args.seeds))
     combiner = program_io.resolve(args.combiner)
@@ -390,8 +377,6 @@ def run_tasks(tasks: Sequence[Task], store, preset, args, total: int) -> None:
     """Run ``tasks`` and store each lifetime as it finishes, so a killed transfer keeps it."""
     if not tasks:
         return
-    from search.executor import make_executor
-
     executor = make_executor(args.executor, TransferJob(preset.to_json()), args.workers, args.address)
     progress = ProgressDisplay(enabled=not args.quiet, unit="lifetimes")
     progress.stage("transfer", total, total - len(tasks))
