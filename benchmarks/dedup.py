@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.end_to_end:
         start = time.perf_counter()
-        result = deduplicate(programs, steps=args.steps, chunk=args.chunk)
+        # On Ray actors, as a search's duplicate removal runs (in this process if the sample is small).
+        result = deduplicate(programs, steps=args.steps, chunk=args.chunk, executor="ray", workers=args.workers)
         seconds = time.perf_counter() - start
         print(f"deduplicate() end to end on the sample: {seconds:.1f} s wall ({n / seconds:.1f} programs/s)")
         print(f"  {result.funnel}")

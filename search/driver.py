@@ -104,6 +104,7 @@ def run_search(
     equal the stored ones.
     """
     run_dir = Path(run_dir)
+    placement = Placement(executor, workers, address)
     if resume and not (run_dir / st.FILE).is_file():
         raise StoreError(f"not a metacurio run directory: {run_dir}")
     if not resume:
@@ -121,8 +122,8 @@ def run_search(
                 _check_same_programs(store, programs, run_dir)
             config = store.config()
             if not store.funnel():
-                _prepare(store, config, programs)
-            pool = _Pool(store, config, executor, address, workers)
+                _prepare(store, config, programs, placement)
+            pool = _Pool(config, placement)
             display = ProgressDisplay(progress, unit="programs")
             try:
                 _run_stages(store, config, pool, display)
@@ -161,7 +162,7 @@ def _check_same_programs(store: RunStore, programs: Sequence | None, run_dir: Pa
 # Step 1: candidates
 
 
-def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -> None:
+def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None, placement: "Placement") -> None:
     """Enumerate (or take the given programs), deduplicate, store programs, funnel and layout."""
     if programs is None:
         enumeration = enumerate_space(config.space, config.max_ops)
@@ -177,7 +178,14 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None) -
         # Duplicate removal runs programs under JAX; imported only when a run gets this far.
         from search.signature import deduplicate
 
-        dedup = deduplicate(candidates, steps=config.dedup_steps, seed=config.selection_seed)
+        dedup = deduplicate(
+            candidates,
+            steps=config.dedup_steps,
+            seed=config.selection_seed,
+            executor=placement.kind,
+            workers=placement.workers,
+            address=placement.address,
+        )
         unique_ids = {p.id for p in dedup.unique}
         duplicate_of, failed = dict(dedup.duplicate_of), dict(dedup.failed)
         funnel += list(dedup.funnel)
@@ -385,19 +393,31 @@ def _summary(store: RunStore) -> Summary:
     return Summary(store.run_dir, evaluated, completed[:5], failures)
 
 
-class _Pool:
-    """Starts the executor on first use, so a finished run resumes without starting Ray."""
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a run's work runs (``search.executor.make_executor``): duplicate removal and evaluation alike."""
 
-    def __init__(self, store: RunStore, config: SearchConfig, kind: str, address: str | None, workers: int | None):
-        self._args = (store, config, kind, address, workers)
+    kind: str = "ray"
+    """``ray`` (actors on a private Ray or the cluster at ``address``) or ``local`` (this process)."""
+    workers: int | None = None
+    """Ray workers; None: one per CPU."""
+    address: str | None = None
+    """A running Ray cluster to join; None starts a private one."""
+
+
+class _Pool:
+    """Starts the evaluation executor on first use, so a finished run resumes without starting Ray."""
+
+    def __init__(self, config: SearchConfig, placement: Placement):
+        self._config = config
+        self._placement = placement
         self._executor = None
 
     def get(self, unique: Sequence[Program]):
         if self._executor is None:
-            store, config, kind, address, workers = self._args
-            layout = _layout(unique)
-            spec = WorkerSpec(layout, config.grid(), config.ppo(), config.checkpoint_every)
-            self._executor = make_executor(kind, spec, workers=workers, address=address)
+            config, placement = self._config, self._placement
+            spec = WorkerSpec(_layout(unique), config.grid(), config.ppo(), config.checkpoint_every)
+            self._executor = make_executor(placement.kind, spec, workers=placement.workers, address=placement.address)
         return self._executor
 
     def close(self) -> None:

@@ -17,7 +17,9 @@ more in a larger layout: every node position pays for the heavy instructions of 
 table (ensembles, 100-item lists), taken or not, and Adam steps every slot the layout holds.
 FAST's signature costs ~9× more in the whole-space layout than in its own. So the candidates are
 split into a few layouts that each hold what their programs use (``plan_layouts``), trading
-modelled compile time against run time; workers in separate processes share the layouts.
+modelled compile time against run time. Batches of one layout's programs run on the search's
+executor (``search.executor``, ``SignatureJob``): in this process, or on Ray actors when the
+modelled work pays for starting them.
 """
 
 from __future__ import annotations
@@ -26,9 +28,6 @@ import collections
 import dataclasses
 import functools
 import itertools
-import multiprocessing
-import os
-from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Sequence
 
 import jax
@@ -55,6 +54,7 @@ from metacurio.core.interpreter import (
     value_type,
 )
 from metacurio.jax_setup import set_up_process
+from search.executor import make_executor
 from metacurio.core.program import CURIOSITY, Program, is_constant
 from metacurio.core.specs import CuriosityBatch, EnvSpec, one_hot_actions
 from operations.kernels import init_state
@@ -233,16 +233,36 @@ class LayoutRunner:
 
 @functools.lru_cache(maxsize=64)
 def _runner(layout: Layout, steps: int, seed: int, chunk: int) -> LayoutRunner:
+    """Memoised so that a worker's later batches of a layout, and a second duplicate removal in
+    the same process (the test suite), reuse its compile."""
     return LayoutRunner(layout, steps, seed, chunk)
 
 
-def _run_task(layout: Layout, steps: int, seed: int, chunk: int, encodings: Encoding):
-    """One batch of one layout's programs, in this process or a worker (each keeps its compiles)."""
-    return _runner(layout, steps, seed, chunk).run(encodings)
+@dataclasses.dataclass(frozen=True)
+class SignatureTask:
+    """One batch of one layout's encoded programs."""
+
+    layout: Layout
+    chunk: int
+    encodings: Encoding
+    members: tuple[int, ...]
+    """Positions of the encoded programs in the caller's list."""
 
 
-def _worker_init() -> None:
-    set_up_process()
+@dataclasses.dataclass(frozen=True)
+class SignatureJob:
+    """Every duplicate-removal worker's job (``search.executor.Job``): ``steps`` learning steps
+    on the transitions drawn from ``seed``."""
+
+    steps: int
+    seed: int
+
+    def start(self) -> "SignatureJob":
+        set_up_process()
+        return self
+
+    def run(self, task: SignatureTask) -> tuple[np.ndarray, list[str | None]]:
+        return _runner(task.layout, self.steps, self.seed, task.chunk).run(task.encodings)
 
 
 def encode_programs(programs: Sequence[Program], layout: Layout) -> tuple[Encoding | None, list[int], dict[int, str]]:
@@ -474,45 +494,40 @@ def signatures(
     steps: int = 8,
     seed: int = 0,
     chunk: int = DEFAULT_CHUNK,
+    executor: str = "local",
     workers: int | None = None,
+    address: str | None = None,
 ) -> tuple[np.ndarray, list[str | None]]:
     """(programs, steps·batch) normalised reward streams (float64, NaN rows for failures) and
     each program's error (None when its signature is complete).
 
-    ``workers`` processes run the layouts (None: one per CPU core when the modelled work is
-    worth starting them, else this process). Results do not depend on it. Workers are spawned,
-    so a script that calls this needs the ``if __name__ == "__main__":`` guard.
+    ``executor`` runs the batches (``search.executor.make_executor``): "local" in this process,
+    "ray" on Ray actors (``workers``, ``address``) when the modelled work is worth starting them,
+    else in this process too. Results do not depend on where they ran.
     """
     programs = list(programs)
     _check_arguments(programs, steps, chunk)
     rows = np.full((len(programs), steps * BATCH), np.nan)
     plans, prepare_errors = plan_layouts(programs)
     errors: list[str | None] = [prepare_errors.get(i) for i in range(len(programs))]
-    workers = _worker_count(workers, plans)
-    pool = (
-        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
-        if workers > 1
-        else None
-    )
+    pool = make_executor(_executor_kind(executor, plans, workers), SignatureJob(steps, seed), workers, address)
     try:
-        pending = []
-        for layout, members, layout_chunk in _tasks(plans, chunk, workers):
+        tasks = []
+        for layout, members, layout_chunk in _tasks(plans, chunk, pool.workers):
             stacked, positions, encode_errors = encode_programs([programs[i] for i in members], layout)
             for j, error in encode_errors.items():
                 errors[members[j]] = error
-            if stacked is None:
-                continue
-            arguments = (layout, steps, seed, layout_chunk, stacked)
-            result = pool.submit(_run_task, *arguments) if pool else _run_task(*arguments)
-            pending.append(([members[j] for j in positions], result))
-        for indices, result in pending:
-            task_rows, task_errors = result.result() if isinstance(result, Future) else result
-            rows[indices] = task_rows
+            if stacked is not None:
+                tasks.append(SignatureTask(layout, layout_chunk, stacked, tuple(members[j] for j in positions)))
+        for outcome in pool.map(tasks):
+            indices = list(outcome.task.members)
+            task_rows, task_errors = outcome.result or (None, [outcome.error] * len(indices))
+            if task_rows is not None:
+                rows[indices] = task_rows
             for i, error in zip(indices, task_errors):
                 errors[i] = error
     finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
+        pool.close()
     return rows, errors
 
 
@@ -520,15 +535,15 @@ PARALLEL_MIN_SECONDS = 120.0
 """Modelled work below which starting worker processes (a JAX import and compiles each) does not pay."""
 
 
-def _worker_count(workers: int | None, plans: list[tuple[Layout, list[int]]]) -> int:
+def _executor_kind(executor: str, plans: list[tuple[Layout, list[int]]], workers: int | None) -> str:
+    """``executor``, unless the work runs on an accelerator, or is too small to pay for starting
+    workers and no worker count was asked for."""
+    if executor == "local" or jax.default_backend() != "cpu":
+        return "local"
     if workers is not None:
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
-        return workers
-    if jax.default_backend() != "cpu":
-        return 1
+        return executor
     modelled = sum(compile_cost(layout) + len(members) * run_cost(layout) for layout, members in plans)
-    return (os.cpu_count() or 1) if modelled >= PARALLEL_MIN_SECONDS else 1
+    return executor if modelled >= PARALLEL_MIN_SECONDS else "local"
 
 
 def _tasks(plans: list[tuple[Layout, list[int]]], chunk: int, workers: int):
@@ -555,13 +570,16 @@ def deduplicate(
     rtol: float = 1e-3,
     atol: float = 1e-5,
     chunk: int = DEFAULT_CHUNK,
+    executor: str = "local",
     workers: int | None = None,
+    address: str | None = None,
 ) -> Dedup:
-    """Drop failing programs and keep the smallest (fewest ops, then earliest) of each class."""
+    """Drop failing programs and keep the smallest (fewest ops, then earliest) of each class;
+    ``executor``, ``workers`` and ``address`` say where signatures run (``signatures``)."""
     if rtol < 0 or atol < 0:
         raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
     programs = list(programs)
-    rows, errors = signatures(programs, steps, seed, chunk, workers)
+    rows, errors = signatures(programs, steps, seed, chunk, executor, workers, address)
     ok = [i for i, error in enumerate(errors) if error is None]
     representative = equivalence_classes(rows, sorted(ok, key=lambda i: (programs[i].size, i)), rtol, atol)
     unique = [p for i, p in enumerate(programs) if representative[i] == i]

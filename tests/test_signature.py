@@ -211,10 +211,10 @@ def test_program_layout_equals_the_interpreters_own():
 @pytest.mark.slow
 def test_worker_processes_and_chunk_sizes_give_the_same_result():
     programs = list(CANDIDATES.values())
-    here = signatures(programs, chunk=4, workers=1)
+    here = signatures(programs, chunk=4)
     # Two workers take one batch each and find the compile in the persistent cache. Bitwise
     # equality across processes would need every process to run the same executable (same
     # cache, XLA_FLAGS and threads), so they are compared with a tolerance far below
     # deduplicate's rtol of 1e-3.
-    np.testing.assert_allclose(signatures(programs, chunk=4, workers=2)[0], here[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(signatures(programs, chunk=4, executor="ray", workers=2)[0], here[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(here[0], dedup_candidates().signatures)
