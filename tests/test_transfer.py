@@ -36,14 +36,15 @@ def test_entries_baselines_and_pending_tasks():
     fast = transfer.entry_of(programs["fast"])
     entries = transfer.unique([fast] + transfer.baseline_entries(["none", "fast", "rnd"], programs.__getitem__))
     assert [e.id for e in entries] == [programs["fast"].id, "none", programs["rnd"].id]
-    assert entries[1].program_json is None
+    assert entries[1].program is None
     from metacurio.agent.gym_presets import preset
 
     quick = preset("CartPole-v1", "quick")
-    tasks = transfer.pending_tasks(entries, quick, "COMBINER", done={(programs["fast"].id, 4)})
+    combiner = programs["combiner_paper"]
+    tasks = transfer.pending_tasks(entries, quick, combiner, done={(programs["fast"].id, 4)})
     fast, rnd = programs["fast"].id, programs["rnd"].id
     assert [(t.entry.id, t.seed) for t in tasks] == [(fast, 104), ("none", 4), ("none", 104), (rnd, 4), (rnd, 104)]
-    assert [t.combiner_json for t in tasks] == ["COMBINER", None, None, "COMBINER", "COMBINER"]
+    assert [t.combiner for t in tasks] == [combiner, None, None, combiner, combiner]
 
 
 def test_wrong_programs_and_baselines_are_refused():

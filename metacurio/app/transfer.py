@@ -62,8 +62,8 @@ class Entry:
 
     id: str
     name: str
-    program_json: str | None
-    """None for plain PPO."""
+    program: Program | None
+    """Parsed and validated when it entered; None for plain PPO."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Task:
     """One lifetime: an entry with one seed, on the preset of its ``TransferJob``."""
 
     entry: Entry
-    combiner_json: str | None
+    combiner: Program | None
     seed: int
 
 
@@ -98,7 +98,7 @@ def plain_ppo() -> Entry:
 def entry_of(program: Program) -> Entry:
     if program.kind != "curiosity":
         raise TransferError(f"transfer runs curiosity programs; {program.name or program.id} is a {program.kind} program")
-    return Entry(program.id, program.name or program.id, program_io.to_json(program))
+    return Entry(program.id, program.name or program.id, program)
 
 
 def baseline_entries(names: Sequence[str], resolve) -> list[Entry]:
@@ -131,12 +131,12 @@ def unique(entries: Sequence[Entry]) -> list[Entry]:
     return list(seen.values())
 
 
-def pending_tasks(entries: Sequence[Entry], preset, combiner_json: str | None, done: set[tuple[str, int]]) -> list[Task]:
+def pending_tasks(entries: Sequence[Entry], preset, combiner: Program | None, done: set[tuple[str, int]]) -> list[Task]:
     """Tasks for every (entry, seed) not yet stored, grouped by entry so a worker reuses its compile.
 
     Plain PPO gets no combiner (extrinsic reward only, see the module doc)."""
     return [
-        Task(entry, None if entry.id == PLAIN_PPO else combiner_json, seed)
+        Task(entry, None if entry.id == PLAIN_PPO else combiner, seed)
         for entry in entries
         for seed in preset.seeds
         if (entry.id, seed) not in done
@@ -170,11 +170,11 @@ class TransferWorker:
     def run(self, task: Task):
         """One lifetime as a ``GymResult`` without the agent's parameters, which would travel
         back from a Ray worker for nothing."""
-        result = self._trainer(task.entry.program_json, task.combiner_json).run(task.seed, self._preset.max_episode_steps)
+        result = self._trainer(task.entry.program, task.combiner).run(task.seed, self._preset.max_episode_steps)
         return dataclasses.replace(result, params=None)
 
-    def _trainer(self, program_json: str | None, combiner_json: str | None):
-        key = (program_json, combiner_json)
+    def _trainer(self, program: Program | None, combiner: Program | None):
+        key = (None if program is None else program.id, None if combiner is None else combiner.id)
         if key not in self._trainers:
             # Workers only: the command that plans and tabulates a transfer never loads JAX or gymnasium.
             from envs import gymnasium_envs
@@ -182,11 +182,11 @@ class TransferWorker:
             from metacurio.core.compiler import compile_program
 
             spaces = gymnasium_envs.inspect_env(self._preset.env_id)
-            curiosity = None if program_json is None else compile_program(program_io.from_json(program_json))
-            combiner = None if combiner_json is None else compile_program(program_io.from_json(combiner_json))
+            curiosity_module = None if program is None else compile_program(program)
+            combiner_module = None if combiner is None else compile_program(combiner)
             # One trainer at a time: tasks come grouped by entry, and each holds its compiled functions.
             self._trainers.clear()
-            self._trainers[key] = gym_trainer.GymTrainer(spaces, self._preset.ppo, curiosity, combiner)
+            self._trainers[key] = gym_trainer.GymTrainer(spaces, self._preset.ppo, curiosity_module, combiner_module)
         return self._trainers[key]
 
 
@@ -242,7 +242,7 @@ def check_settings(store, preset, combiner_id: str) -> None:
 
 def remember_entries(store, entries: Sequence[Entry]) -> None:
     known = json.loads(store.meta(PROGRAMS_META) or "{}")
-    known.update({e.id: {"name": e.name, "json": e.program_json} for e in entries})
+    known.update({e.id: {"name": e.name, "json": None if e.program is None else program_io.to_json(e.program)} for e in entries})
     store.set_meta({PROGRAMS_META: json.dumps(known, sort_keys=True)})
 
 
@@ -354,7 +354,7 @@ def run_cli(args) -> None:
             entries = unique(given + baselines)
             check_settings(store, preset, combiner.id)
             remember_entries(store, entries)
-            tasks = pending_tasks(entries, preset, program_io.to_json(combiner), stored_keys(store, args.env))
+            tasks = pending_tasks(entries, preset, combiner, stored_keys(store, args.env))
             run_tasks(tasks, store, preset, args, len(entries) * len(preset.seeds))
             rows = table_rows(store, entries, args.env, preset.seeds)
             print_table(rows, args.env, args.preset)
