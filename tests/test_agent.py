@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 
 from envs import gridworld as gw
+from envs import gridworld_config as gwc
 from metacurio.agent import config as agent_config
 from metacurio.agent import ppo
 from metacurio.core.specs import EnvSpec
 
-ROOM = gw.GridConfig(layout="empty", size=7, max_steps=3)
+ROOM = gwc.GridConfig(layout="empty", size=7, max_steps=3)
 """The smallest room the agent's CNN accepts, with episodes short enough to end often."""
 SMALL = dataclasses.replace(agent_config.GRIDWORLD_PAPER, num_envs=2, rollout_steps=4, lifetime_steps=16)
 SMALL_SPEC = EnvSpec(obs_shape=(7, 7, 3), action_dim=gw.NUM_ACTIONS, discrete=True, batch_size=2)
@@ -261,7 +262,7 @@ def test_vmap_over_trials_equals_separate_runs(small):
         )
 
 
-GOAL_ROOM = gw.GridConfig(layout="goal", size=7, max_steps=200)
+GOAL_ROOM = gwc.GridConfig(layout="goal", size=7, max_steps=200)
 """The smallest room the agent's CNN accepts; a uniformly random policy reaches its goal in
 about a quarter of the episodes, for a mean return of 0.11 (the optimum, 9 steps, earns 0.96)."""
 LEARNING = dataclasses.replace(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from envs import gridworld as gw
+from envs import gridworld_config as gwc
 from envs.gridworld_reference import GridworldReference
 
 L, R, F, DONE = gw.TURN_LEFT, gw.TURN_RIGHT, gw.FORWARD, gw.DONE
@@ -63,12 +64,12 @@ def _coverage(config, actions):
 
 
 PARITY_CONFIGS = [
-    gw.EMPTY,
-    dataclasses.replace(gw.EMPTY, size=7, max_steps=25),
+    gwc.EMPTY,
+    dataclasses.replace(gwc.EMPTY, size=7, max_steps=25),
     # A 3x3 interior makes random walks reach the goal often enough to exercise termination.
-    dataclasses.replace(gw.GOAL, size=5, max_steps=30),
-    dataclasses.replace(gw.FOUR_ROOMS, size=9, max_steps=30),
-    dataclasses.replace(gw.FOUR_ROOMS, size=8, max_steps=30),
+    dataclasses.replace(gwc.GOAL, size=5, max_steps=30),
+    dataclasses.replace(gwc.FOUR_ROOMS, size=9, max_steps=30),
+    dataclasses.replace(gwc.FOUR_ROOMS, size=8, max_steps=30),
 ]
 
 
@@ -106,20 +107,20 @@ def test_parity_with_numpy_twin(config):
 
 
 def test_start_observation():
-    obs, state = reset(jax.random.key(0), gw.EMPTY)
+    obs, state = reset(jax.random.key(0), gwc.EMPTY)
     obs = np.asarray(obs)
     assert obs.shape == (15, 15, 3) and obs.dtype == np.float32
     assert tuple(obs[1, 1]) == (10, 0, 0)
     assert tuple(obs[0, 5]) == (2, 5, 0) and tuple(obs[14, 14]) == (2, 5, 0)
     assert tuple(obs[7, 3]) == (1, 0, 0)
     assert int(np.sum(obs[..., 0] == 2)) == 4 * 14  # border only
-    goal_obs, _ = reset(jax.random.key(0), gw.GOAL)
+    goal_obs, _ = reset(jax.random.key(0), gwc.GOAL)
     assert tuple(np.asarray(goal_obs)[13, 13]) == (8, 1, 0)
 
 
 def test_forward_into_wall_and_turning():
     # Left from east faces north; (1, 0) is border wall, so forward leaves the agent in place.
-    reached = _reached_states(gw.EMPTY, [L, F, R, R, F, DONE, 3, 4, 5])
+    reached = _reached_states(gwc.EMPTY, [L, F, R, R, F, DONE, 3, 4, 5])
     positions = [(tuple(np.asarray(p)), int(d)) for p, d in reached]
     assert positions == [
         ((1, 1), 3), ((1, 1), 3), ((1, 1), 0), ((1, 1), 1), ((1, 2), 1),
@@ -149,11 +150,11 @@ def test_forward_into_wall_and_turning():
     ],
 )
 def test_coverage_hand_counted(actions, expected):
-    assert _coverage(gw.EMPTY, actions) == expected
+    assert _coverage(gwc.EMPTY, actions) == expected
 
 
 def test_coverage_union_across_envs():
-    visited = gw.empty_coverage(gw.EMPTY)
+    visited = gw.empty_coverage(gwc.EMPTY)
     # Env 0 turns right to (1,1,S), env 1 turns left to (1,1,N): 2 distinct states.
     visited = gw.update_coverage(visited, jnp.array([[1, 1], [1, 1]]), jnp.array([1, 3]))
     assert int(gw.coverage_count(visited)) == 2
@@ -168,7 +169,7 @@ def test_coverage_union_across_envs():
 def test_max_coverage_reachable():
     # Boustrophedon over the 13x13 interior, spinning R x4 in every cell to reach all
     # 4 directions there; one long episode so no reset interrupts the sweep.
-    config = dataclasses.replace(gw.EMPTY, max_steps=1000)
+    config = dataclasses.replace(gwc.EMPTY, max_steps=1000)
     interior = config.size - 2
     actions = []
     for row in range(interior):
@@ -187,7 +188,7 @@ def test_max_coverage_reachable():
 
 
 def test_time_limit_truncates_and_resets():
-    config = gw.EMPTY
+    config = gwc.EMPTY
     reset_obs, _ = reset(jax.random.key(0), config)
     # 12 forwards reach (13,1); the rest of each episode bumps into the east wall.
     # 300 steps (three full episodes) shares the compiled rollout with the parity test.
@@ -208,7 +209,7 @@ def test_time_limit_truncates_and_resets():
 
 
 def test_goal_terminates_with_discounted_reward():
-    config = gw.GOAL
+    config = gwc.GOAL
     # 12 forwards to (13,1), turn south, 12 forwards onto the goal at step 25.
     actions = [F] * 12 + [R] + [F] * 12
     reset_obs, _ = reset(jax.random.key(0), config)
@@ -222,7 +223,7 @@ def test_goal_terminates_with_discounted_reward():
 
 def test_four_rooms_doors_vary_and_connect():
     for size in (8, 19):
-        config = dataclasses.replace(gw.FOUR_ROOMS, size=size)
+        config = dataclasses.replace(gwc.FOUR_ROOMS, size=size)
         mid = size // 2
         layouts = set()
         for seed in range(10):
@@ -247,7 +248,7 @@ def test_four_rooms_doors_vary_and_connect():
 
 def test_jit_vmap_matches_unbatched_runs():
     # Same config and length as a parity case, so the unbatched rollout is already compiled.
-    config = dataclasses.replace(gw.FOUR_ROOMS, size=9, max_steps=30)
+    config = dataclasses.replace(gwc.FOUR_ROOMS, size=9, max_steps=30)
     n_envs, n_steps = 5, 300
     reset_keys = jax.random.split(jax.random.key(7), n_envs)
     step_keys = jax.vmap(lambda k: jax.random.split(k, n_steps))(jax.random.split(jax.random.key(8), n_envs))
@@ -272,14 +273,14 @@ def test_jit_vmap_matches_unbatched_runs():
 
 def test_render_rgb():
     tile = 8
-    _, state = reset(jax.random.key(0), gw.GOAL)
-    image = np.asarray(gw.render_rgb(state, gw.GOAL, tile=tile))
+    _, state = reset(jax.random.key(0), gwc.GOAL)
+    image = np.asarray(gw.render_rgb(state, gwc.GOAL, tile=tile))
     assert image.shape == (15 * tile, 15 * tile, 3) and image.dtype == np.uint8
     assert tuple(image[0, 0]) == (100, 100, 100)
     assert tuple(image[13 * tile + 4, 13 * tile + 4]) == (0, 200, 0)
 
     def marker_centroid(state):
-        img = np.asarray(gw.render_rgb(state, gw.GOAL, tile=tile))
+        img = np.asarray(gw.render_rgb(state, gwc.GOAL, tile=tile))
         agent_tile = img[tile:2 * tile, tile:2 * tile]
         rows, cols = np.nonzero(np.all(agent_tile == (255, 0, 0), axis=-1))
         assert rows.size > 0
@@ -294,17 +295,17 @@ def test_render_rgb():
 
 def test_config_validation():
     with pytest.raises(ValueError):
-        gw.GridConfig(layout="maze")
+        gwc.GridConfig(layout="maze")
     with pytest.raises(ValueError):
-        gw.GridConfig(layout="four_rooms", size=4)
+        gwc.GridConfig(layout="four_rooms", size=4)
     with pytest.raises(ValueError):
-        gw.GridConfig(max_steps=0)
-    assert gw.PRESETS["empty"] == gw.GridConfig(size=15, max_steps=100)
+        gwc.GridConfig(max_steps=0)
+    assert gwc.PRESETS["empty"] == gwc.GridConfig(size=15, max_steps=100)
 
 
 def test_paper_counting_keeps_completed_episodes_only():
     """Two envs: env 0 ends an episode at its second step, env 1's episode is cut by the lifetime end."""
-    completed = gw.empty_coverage(gw.GridConfig(layout="empty", size=7))
+    completed = gw.empty_coverage(gwc.GridConfig(layout="empty", size=7))
     pending = jnp.stack([completed, completed])
     trajectory = [
         # (positions of env 0 and env 1, directions, done flags)
