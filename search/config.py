@@ -19,6 +19,8 @@ from metacurio.agent.config import PAPER_SEEDS
 
 SPACES = ("curiosity",)
 """Spaces the evaluator can search; reward combiners need a fixed curiosity program first."""
+CONTROLS = ("none", "rnd", "fast", "ccim")
+"""Plain PPO (the zero-reward program ``none``) and the published methods a discovery must beat."""
 
 
 class ConfigError(ValueError):
@@ -67,10 +69,15 @@ class SearchConfig:
     """Best completed programs re-evaluated on fresh seeds."""
     fresh_seeds: tuple[int, ...] = (1004, 1104, 1204, 1304, 1404)
     """Seeds of the fresh re-evaluation; disjoint from ``seeds``."""
+    controls: tuple[str, ...] = CONTROLS
+    """Reference programs (``results/programs/NAME.json``) evaluated in full on the search seeds
+    and on the fresh seeds, in the same harness, so that every discovery is compared with them
+    seed by seed."""
 
     def __post_init__(self):
         object.__setattr__(self, "seeds", _seeds(self.seeds, "seeds"))
         object.__setattr__(self, "fresh_seeds", _seeds(self.fresh_seeds, "fresh_seeds"))
+        object.__setattr__(self, "controls", _names(self.controls, "controls"))
         for name in ("dedup", "early_stopping"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"config field {name} must be true or false, got {getattr(self, name)!r}")
@@ -128,7 +135,11 @@ class SearchConfig:
 
 
 def from_dict(data: dict[str, Any]) -> SearchConfig:
-    """A config from its fields; every field must be named, and nothing else."""
+    """A config from its fields; every field must be named, and nothing else.
+
+    Runs stored before searches ran controls lack ``controls``: they ran none.
+    """
+    data = {"controls": (), **data}
     names = {f.name for f in dataclasses.fields(SearchConfig)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -171,6 +182,17 @@ def _seeds(value, name: str) -> tuple[int, ...]:
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"config field {name} repeats a seed: {list(seeds)}")
     return seeds
+
+
+def _names(value, name: str) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"config field {name} must be a list of reference program names, got {value!r}")
+    names = tuple(value)
+    if any(not isinstance(n, str) or not n for n in names):
+        raise ConfigError(f"config field {name} must be a list of reference program names, got {list(names)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config field {name} repeats a name: {list(names)}")
+    return names
 
 
 def _integer(config: SearchConfig, name: str, minimum: int) -> None:

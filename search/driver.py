@@ -7,6 +7,11 @@
 3. ``recheck``: a seeded sample of stopped programs evaluated in full, to see what early
    stopping lost. ``fresh``: the best completed programs on fresh seeds.
 
+Every seed set that scores programs also scores the control programs (``SearchConfig.controls``:
+plain PPO and reference methods), in full and in the same harness: ``control-search`` on the
+search seeds, before the search stage, and ``control-fresh`` on the fresh seeds. Comparisons
+are made only within one seed set.
+
 Everything the driver decides is a function of the store's content: a batch's selection and its
 cutoffs are stored before it runs, its random picks come from (seed, batch number), and the
 recheck sample and fresh top-k are drawn from stored results. A run killed at any moment and
@@ -57,6 +62,8 @@ class Summary:
     """The best programs that completed the search stage (stopped ones have partial scores)."""
     failures: list[tuple[str, str]]
     """(program id, error) of every search-stage program that failed, in id order."""
+    controls: list[tuple[str, ProgramResult]] = dataclasses.field(default_factory=list)
+    """(name, result) of every control on the search seeds, best first."""
 
 
 @dataclasses.dataclass
@@ -111,6 +118,7 @@ def run_search(
         if config is None:
             raise ValueError("a fresh run needs a config")
         _check_space(programs or (), config)
+        resolve_controls(config.controls)
     with RunLock(run_dir):
         if resume:
             store = RunStore.open(run_dir)
@@ -198,7 +206,11 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None, p
     if not unique:
         reason = "".join(f"; {pid}: {error}" for pid, error in list(failed.items())[:1])
         raise ValueError(f"no program survived duplicate removal ({len(failed)} of {len(candidates)} failed){reason}")
-    store.write_candidates(funnel, rows, {"layout": json.dumps(_layout_summary(_layout(unique)))})
+    controls = resolve_controls(config.controls)
+    stored = {pid: {"name": p.name, "json": program_io.to_json(p)} for pid, p in controls.items()}
+    layout = _layout(unique + [p for pid, p in controls.items() if pid not in unique_ids])
+    meta = {"layout": json.dumps(_layout_summary(layout)), st.CONTROLS_META: json.dumps(stored)}
+    store.write_candidates(funnel, rows, meta)
 
 
 def _program_row(position: int, program, unique_ids: set[str], duplicate_of: dict, failed: dict) -> ProgramRow:
@@ -231,12 +243,35 @@ def _layout_summary(layout) -> dict:
 def _run_stages(store: RunStore, config: SearchConfig, pool: "_Pool", display: ProgressDisplay) -> None:
     # Parsed and validated once here; from now on programs travel as ``Program``s, to workers too.
     unique = [program_io.from_json(row.json) for row in store.programs("unique")]
+    controls = stored_controls(store)
+    catalog = {p.id: p for p in unique} | {p.id: p for p in controls.values()}
     state = _load_state(store)
-    _search_stage(store, config, unique, state, pool, display)
+    # Controls first: every later comparison needs them, and a short run still gets them.
+    _plain_stage(store, config, st.CONTROL_SEARCH, list(controls), config.seeds, catalog, pool, display)
+    _search_stage(store, config, unique, catalog, state, pool, display)
     recheck = _recheck_sample(config, state)
-    _plain_stage(store, config, st.RECHECK, recheck, config.seeds, unique, pool, display)
+    _plain_stage(store, config, st.RECHECK, recheck, config.seeds, catalog, pool, display)
     fresh = _fresh_top(config, state)
-    _plain_stage(store, config, st.FRESH, fresh, config.fresh_seeds, unique, pool, display)
+    _plain_stage(store, config, st.FRESH, fresh, config.fresh_seeds, catalog, pool, display)
+    if fresh:
+        _plain_stage(store, config, st.CONTROL_FRESH, list(controls), config.fresh_seeds, catalog, pool, display)
+
+
+def resolve_controls(names: Sequence[str]) -> dict[str, Program]:
+    """Control programs by id, from reference program names; a missing or non-curiosity one is refused."""
+    controls = {}
+    for name in names:
+        program = program_io.resolve(name)
+        if program.kind != "curiosity":
+            raise ValueError(f"control {name!r} is a {program.kind} program; controls are curiosity programs")
+        controls[program.id] = dataclasses.replace(program, name=program.name or name)
+    return controls
+
+
+def stored_controls(store: RunStore) -> dict[str, Program]:
+    """The run's control programs by id (none for runs stored before searches ran controls)."""
+    stored = json.loads(store.meta(st.CONTROLS_META) or "{}")
+    return {pid: program_io.from_json(entry["json"]) for pid, entry in stored.items()}
 
 
 def _load_state(store: RunStore) -> SearchState:
@@ -253,14 +288,14 @@ def _curve_array(rows: Sequence[EvaluationRow]) -> np.ndarray:
     return np.array([row.curve for row in sorted(rows, key=lambda r: r.seed)], dtype=np.float64)
 
 
-def _search_stage(store, config, unique: list[Program], state: SearchState, pool, display) -> None:
+def _search_stage(store, config, unique: list[Program], catalog: dict[str, Program], state: SearchState, pool, display) -> None:
     target = min(config.limit or len(unique), len(unique))
     selections = _selections(store)
     display.stage("search", target, len(state.decisions), _status(state))
     pending = [pid for pid in selections if pid not in state.decisions]
     if pending:
         cutoffs = selections[pending[0]][1]
-        _evaluate(store, config, st.SEARCH, pending, config.seeds, cutoffs, unique, state, pool, display)
+        _evaluate(store, config, st.SEARCH, pending, config.seeds, cutoffs, catalog, state, pool, display)
     features = None
     while len(selections) < target:
         if features is None:
@@ -283,7 +318,7 @@ def _search_stage(store, config, unique: list[Program], state: SearchState, pool
         for s in chosen:
             selections[s.id] = (batch, cutoffs)
         ids = [s.id for s in chosen]
-        _evaluate(store, config, st.SEARCH, ids, config.seeds, cutoffs, unique, state, pool, display)
+        _evaluate(store, config, st.SEARCH, ids, config.seeds, cutoffs, catalog, state, pool, display)
 
 
 def _known_score(state: SearchState, program_id: str) -> float:
@@ -324,20 +359,19 @@ def _fresh_top(config: SearchConfig, state: SearchState) -> list[str]:
     return [r.program_id for r in sorted(completed, key=lambda r: (-r.mean, r.program_id))[: config.fresh_top_k]]
 
 
-def _plain_stage(store, config, stage: str, ids: list[str], seeds, unique, pool, display) -> None:
+def _plain_stage(store, config, stage: str, ids: list[str], seeds, catalog: dict[str, Program], pool, display) -> None:
     """Full evaluations (no cutoffs) of ``ids`` that have no decision in ``stage`` yet."""
     done = store.decided(stage)
     display.stage(stage, len(ids), sum(pid in done for pid in ids))
     todo = [pid for pid in ids if pid not in done]
     if todo:
-        _evaluate(store, config, stage, todo, seeds, None, unique, None, pool, display)
+        _evaluate(store, config, stage, todo, seeds, None, catalog, None, pool, display)
 
 
-def _evaluate(store, config, stage, ids, seeds, cutoffs, unique, state: SearchState | None, pool, display) -> None:
+def _evaluate(store, config, stage, ids, seeds, cutoffs, catalog: dict[str, Program], state: SearchState | None, pool, display) -> None:
     raise_if_requested()
-    by_id = {p.id: p for p in unique}
-    tasks = [Task(pid, by_id[pid], stage, tuple(seeds), cutoffs) for pid in ids]
-    for outcome in pool.get(unique).map(tasks):
+    tasks = [Task(pid, catalog[pid], stage, tuple(seeds), cutoffs) for pid in ids]
+    for outcome in pool.get(list(catalog.values())).map(tasks):
         rows, decision, detail = _outcome_rows(outcome, config, cutoffs)
         store.record_outcome(outcome.task.program_id, stage, rows, decision, detail)
         if state is not None:
@@ -390,7 +424,9 @@ def _summary(store: RunStore) -> Summary:
     completed = [r for r in store.ranking(st.SEARCH) if search[r.program_id] == st.COMPLETED]
     # A failed program's decision detail is its error.
     failures = sorted((d.program_id, d.detail) for d in store.decisions(st.SEARCH) if d.decision == st.FAILED)
-    return Summary(store.run_dir, evaluated, completed[:5], failures)
+    names = {pid: p.name for pid, p in stored_controls(store).items()}
+    controls = [(names[r.program_id], r) for r in store.ranking(st.CONTROL_SEARCH) if r.program_id in names]
+    return Summary(store.run_dir, evaluated, completed[:5], failures, controls)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -413,10 +449,11 @@ class _Pool:
         self._placement = placement
         self._executor = None
 
-    def get(self, unique: Sequence[Program]):
+    def get(self, programs: Sequence[Program]):
+        """The executor, built on first use for a layout that holds ``programs`` (searched and controls)."""
         if self._executor is None:
             config, placement = self._config, self._placement
-            spec = WorkerSpec(_layout(unique), config.grid(), config.ppo(), config.checkpoint_every)
+            spec = WorkerSpec(_layout(programs), config.grid(), config.ppo(), config.checkpoint_every)
             self._executor = make_executor(placement.kind, spec, workers=placement.workers, address=placement.address)
         return self._executor
 
@@ -511,6 +548,10 @@ def run_cli(args) -> None:
         print("best completed programs (mean coverage ± s.e.):")
     for rank, result in enumerate(summary.best, 1):
         print(f"{rank:>2}. {result.program_id}  {result.mean:8.1f} ± {result.stderr:.1f}")
+    if summary.controls:
+        print("controls on the same seeds:")
+    for name, result in summary.controls:
+        print(f"    {result.program_id}  {result.mean:8.1f} ± {result.stderr:.1f}  {name}")
     if summary.failures and len(summary.failures) == summary.evaluated[st.SEARCH]:
         program_id, error = summary.failures[0]
         raise ValueError(f"every evaluated program failed ({len(summary.failures)}); {program_id}: {error}")

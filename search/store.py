@@ -9,7 +9,10 @@ Stages: ``search`` (progressive elimination), ``recheck`` (full evaluation of a 
 stopped programs), ``fresh`` (the best programs on fresh seeds); a program is done for a
 stage iff it has that stage's decision row. Batch selections are decisions too, under the
 stage ``select`` (decision ``selected``, detail ``{"batch", "predicted", "random", "cutoffs"}``),
-so that a resumed run re-runs an interrupted batch with the cutoffs it was given.
+so that a resumed run re-runs an interrupted batch with the cutoffs it was given. The control
+programs (meta ``controls``: plain PPO and reference methods) run in full in ``control-search``
+on the search seeds and in ``control-fresh`` on the fresh seeds: their own stages, because a
+control may also be one of the searched programs.
 
 ``transfer`` (``metacurio transfer``) is a stage without decisions: a decision is one per
 (program, stage), but a program is transferred to several environments, seed by seed. Each
@@ -33,7 +36,12 @@ from search.config import ConfigError, SearchConfig
 
 FILE = "store.sqlite"
 SEARCH, RECHECK, FRESH, SELECT, TRANSFER = "search", "recheck", "fresh", "select", "transfer"
-STAGES = (SEARCH, RECHECK, FRESH)
+CONTROL_SEARCH, CONTROL_FRESH = "control-search", "control-fresh"
+CONTROL_OF = {SEARCH: CONTROL_SEARCH, FRESH: CONTROL_FRESH}
+"""The stage where the controls ran on the same seeds as a scoring stage."""
+STAGES = (SEARCH, RECHECK, FRESH, CONTROL_SEARCH, CONTROL_FRESH)
+CONTROLS_META = "controls"
+"""Meta key: JSON object control program id -> {"name", "json"} of the run's control programs."""
 """The search's stages, each with a decision per program."""
 COMPLETED, STOPPED, FAILED, SELECTED = "completed", "stopped", "failed", "selected"
 

@@ -48,6 +48,8 @@ FIELDS = {
     "recheck_sample": 1,
     "fresh_top_k": 1,
     "fresh_seeds": [5, 105],
+    # FAST is also one of the searched programs: a control keeps its own stages.
+    "controls": ["none", "fast"],
 }
 CONFIG = with_fields(TINY, FIELDS)
 
@@ -110,9 +112,29 @@ def test_every_unique_program_is_decided_once_per_stage(finished):
         assert store.decided("fresh") == {best_completed: "completed"}
         assert sorted(e.seed for e in store.evaluations("fresh")) == [5, 105]
         keys = evaluation_keys(store)
-        assert len(keys) == len(set(keys)) == (5 + 1 + 1) * 2
-        assert summary.evaluated == {"search": 5, "recheck": 1, "fresh": 1}
+        assert len(keys) == len(set(keys)) == (5 + 1 + 1 + 2 + 2) * 2
+        assert summary.evaluated == {"search": 5, "recheck": 1, "fresh": 1, "control-search": 2, "control-fresh": 2}
         assert json.loads(store.meta("layout"))["max_nodes"] == 5
+
+
+def test_controls_run_in_full_on_the_seeds_of_every_scoring_stage(finished):
+    run_dir, summary = finished
+    references = {name: program_io.load(PROGRAMS / f"{name}.json") for name in ("none", "fast")}
+    with RunStore.open(run_dir) as store:
+        controls = json.loads(store.meta("controls"))
+        assert list(controls) == [references["none"].id, references["fast"].id]
+        for stage, control_stage in (("search", "control-search"), ("fresh", "control-fresh")):
+            assert store.decided(control_stage) == {pid: "completed" for pid in controls}
+            rows = store.evaluations(control_stage)
+            assert {r.seed for r in rows} == {r.seed for r in store.evaluations(stage)}
+            assert not any(r.stopped_early for r in rows) and all(r.score is not None for r in rows)
+        # The searched FAST and the control FAST ran the same lifetimes on the same seeds.
+        fast = references["fast"].id
+        searched = {r.seed: r.score for r in store.evaluations("search") if r.program_id == fast}
+        control = {r.seed: r.score for r in store.evaluations("control-search") if r.program_id == fast}
+        if store.decided("search")[fast] == "completed":
+            assert searched == pytest.approx(control)
+    assert [name for name, _ in summary.controls] and {r.program_id for _, r in summary.controls} == set(controls)
 
 
 def test_a_failing_program_is_recorded_and_the_search_goes_on(finished):

@@ -9,7 +9,8 @@ import pytest
 from metacurio.app import cli
 from metacurio.app.report.data import DEFAULT, ReportConfig, funnel, load, pruning
 from metacurio.app.report.export import export
-from metacurio.app.report.sections import locate, recheck_top, section_elimination, section_recall
+from metacurio.app.report.data import paired_difference
+from metacurio.app.report.sections import locate, recheck_top, section_controls, section_elimination, section_recall
 from metacurio.app.report.write import write_report
 from metacurio.core import program_io
 from search import store as st
@@ -238,3 +239,48 @@ def test_a_recheck_of_too_few_programs_passes_but_says_it_proves_little(run_dir,
     assert "Re-checked in full: 1 of the 2 stopped programs." in text
     assert "**Passed: no re-checked program would have made the top.** 0 would have been in that top" in text
     assert "Too few re-checked to trust a pass: a check needs at least 20 stopped programs (or all of them)" in text
+
+
+# Controls: (per-seed scores on SEEDS) of the control programs on the search seeds.
+CONTROLS = {"none": (30.0, 40.0), "fast": (70.0, 90.0)}
+
+
+def _add_controls(run_dir, programs):
+    store = RunStore.open(run_dir)
+    stored = {programs[n].id: {"name": n, "json": _json(programs[n])} for n in CONTROLS}
+    store.set_meta({st.CONTROLS_META: json.dumps(stored)})
+    for name, scores in CONTROLS.items():
+        pid = programs[name].id
+        store.record_outcome(pid, st.CONTROL_SEARCH, _rows(pid, st.CONTROL_SEARCH, scores), st.COMPLETED, "{}")
+    store.close()
+
+
+def test_paired_differences_against_the_controls_come_from_the_stored_rows(run_dir, programs):
+    _add_controls(run_dir, programs)
+    data = load(run_dir)
+    text = "\n".join(section_controls(data, ReportConfig(top_k=3)))
+    data.store.close()
+    # ICM (78, 82) − plain PPO (30, 40): differences 48 and 42, mean 45, s.e. 3, t(0.975, 1) = 12.706.
+    assert "**+45.0 [+6.9, +83.1]**" in text
+    # RND (60, 70) − plain PPO: 30 on both seeds, no spread, so no interval and not resolved.
+    assert "| +30.0 (same on all 2 seeds, no interval) |" in text
+    # ICM − FAST (70, 90): +8 and −8, unresolved, not bold.
+    assert "| +0.0 [-101.6, +101.6] |" in text
+    assert "Against none: 1 of these 3 programs resolved above it, 0 below, 2 unresolved." in text
+    assert "Against fast: 0 of these 3 programs resolved above it, 0 below, 3 unresolved." in text
+    # No control ran on the fresh seeds, so the fresh programs get no comparison at all.
+    assert "Programs against the controls on the fresh seeds" not in text
+
+
+def test_a_difference_needs_two_shared_seeds():
+    rows = _rows("p", st.SEARCH, (1.0, 2.0))
+    other = [r for r in _rows("c", st.CONTROL_SEARCH, (0.0, 0.0)) if r.seed == SEEDS[0]]
+    assert paired_difference(rows, other) is None
+    difference = paired_difference(rows, _rows("c", st.CONTROL_SEARCH, (0.0, 0.0)))
+    assert (difference.mean, difference.seeds) == (1.5, 2) and not difference.resolved
+
+
+def test_a_run_without_controls_says_so(run_dir):
+    data = load(run_dir)
+    assert "evaluated no control programs" in "\n".join(section_controls(data, DEFAULT))
+    data.store.close()

@@ -5,8 +5,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import sqlite3
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
 
 from metacurio.core import program_io
 from metacurio.core.program import Program
@@ -59,6 +64,16 @@ class RunData:
         return None if row is None else row.decision
 
     @functools.cached_property
+    def controls(self) -> dict[str, str]:
+        """Control program id -> name, in the run's order (none for runs without controls)."""
+        stored = json.loads(self.store.meta(st.CONTROLS_META) or "{}")
+        return {pid: entry["name"] for pid, entry in stored.items()}
+
+    def stage_rows(self, stage: str, program_id: str) -> list[EvaluationRow]:
+        """One program's evaluation rows in one stage, by seed."""
+        return sorted((r for r in self.rows.get(stage, []) if r.program_id == program_id), key=lambda r: r.seed)
+
+    @functools.cached_property
     def ranking(self) -> list[ProgramResult]:
         """Completed search-stage programs, best mean first, ties by id."""
         done = [r for pid, r in self.results[st.SEARCH].items() if self.decision(st.SEARCH, pid) == st.COMPLETED]
@@ -89,6 +104,42 @@ def load(run_dir: str | Path) -> RunData:
     except (sqlite3.Error, json.JSONDecodeError, TypeError) as err:
         store.close()
         raise StoreError(f"run store in {run_dir} is damaged: {err}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedDifference:
+    """program − control, paired by seed, with a 95 % t-interval."""
+
+    mean: float
+    low: float
+    high: float
+    seeds: int
+    """Seeds both ran (the pairs)."""
+
+    @property
+    def resolved(self) -> bool:
+        """The interval excludes 0 (never when the differences had no spread: no interval then)."""
+        return self.low > 0 or self.high < 0
+
+
+def paired_difference(program: Sequence[EvaluationRow], control: Sequence[EvaluationRow]) -> PairedDifference | None:
+    """program − control over the seeds both scored; None with fewer than two such seeds.
+
+    Scores of one seed share the environment draws, so pairing removes the seed's own luck from
+    the comparison; the interval is Student's t over the per-seed differences (scipy).
+    """
+    mine = {r.seed: r.score for r in program if r.score is not None}
+    theirs = {r.seed: r.score for r in control if r.score is not None}
+    seeds = sorted(mine.keys() & theirs.keys())
+    if len(seeds) < 2:
+        return None
+    differences = np.array([mine[s] - theirs[s] for s in seeds], dtype=np.float64)
+    mean, error = float(differences.mean()), float(stats.sem(differences))
+    if error == 0.0:
+        # Identical differences on a few seeds (integer coverage makes them common) give no interval.
+        return PairedDifference(mean, math.nan, math.nan, len(seeds))
+    low, high = stats.t.interval(0.95, len(seeds) - 1, loc=mean, scale=error)
+    return PairedDifference(mean, float(low), float(high), len(seeds))
 
 
 def parse_program(data: RunData, program_id: str) -> Program:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from pathlib import Path
@@ -104,6 +105,10 @@ def plot_sorted(data: RunData, references: Sequence[tuple[str, Program]], path: 
     return _save(figure, path)
 
 
+CONTROL_DASHES = ("--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)))
+"""Line styles that tell the controls apart: black, dashed differently, beside the coloured programs."""
+
+
 def plot_curves(data: RunData, report: ReportConfig, path: Path) -> Path:
     by_program: dict[str, list[EvaluationRow]] = {}
     for row in data.rows.get(st.SEARCH, []):
@@ -111,20 +116,28 @@ def plot_curves(data: RunData, report: ReportConfig, path: Path) -> Path:
     figure = Figure(figsize=(7, 4.5))
     ax = figure.add_subplot()
     for rank, result in enumerate(data.ranking[: report.top_k], start=1):
-        rows = [r for r in by_program.get(result.program_id, []) if r.curve]
-        if not rows:
-            continue
-        width = min(len(r.curve) for r in rows)
-        curves = np.array([r.curve[:width] for r in rows])
-        steps = np.array(rows[0].checkpoint_steps[:width])
-        mean = curves.mean(axis=0)
-        spread = curves.std(axis=0, ddof=1) / math.sqrt(len(rows)) if len(rows) > 1 else np.zeros(width)
-        ax.plot(steps, mean, marker=".", label=f"{rank}. {result.program_id}")
-        ax.fill_between(steps, mean - spread, mean + spread, alpha=0.15)
+        _mean_curve(ax, by_program.get(result.program_id, []), f"{rank}. {result.program_id}", marker=".")
+    # The controls on the same seeds, so a top program's curve is read against them.
+    for (control_id, name), dashes in zip(data.controls.items(), itertools.cycle(CONTROL_DASHES)):
+        rows = data.stage_rows(st.CONTROL_SEARCH, control_id)
+        _mean_curve(ax, rows, f"control: {name}", color="black", linewidth=1.6, linestyle=dashes)
     ax.set_xlabel("env steps per environment")
     ax.set_ylabel("coverage (mean ± s.e.)")
-    ax.set_title(f"learning curves of the top {report.top_k}")
+    ax.set_title(f"learning curves of the top {report.top_k}" + (" and the controls" if data.controls else ""))
     if ax.lines:
         ax.legend(fontsize=7)
     return _save(figure, path)
 
+
+def _mean_curve(ax, rows: Sequence[EvaluationRow], label: str, **style) -> None:
+    """Mean ± s.e. over a program's trials, on the checkpoints every trial reached."""
+    rows = [r for r in rows if r.curve]
+    if not rows:
+        return
+    width = min(len(r.curve) for r in rows)
+    curves = np.array([r.curve[:width] for r in rows])
+    steps = np.array(rows[0].checkpoint_steps[:width])
+    mean = curves.mean(axis=0)
+    spread = curves.std(axis=0, ddof=1) / math.sqrt(len(rows)) if len(rows) > 1 else np.zeros(width)
+    (line,) = ax.plot(steps, mean, label=label, **style)
+    ax.fill_between(steps, mean - spread, mean + spread, alpha=0.15, color=line.get_color())

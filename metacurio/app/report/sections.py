@@ -10,7 +10,15 @@ from typing import Sequence
 
 import numpy as np
 
-from metacurio.app.report.data import ReportConfig, RunData, funnel, parse_program, pruning
+from metacurio.app.report.data import (
+    PairedDifference,
+    ReportConfig,
+    RunData,
+    funnel,
+    paired_difference,
+    parse_program,
+    pruning,
+)
 from metacurio.core import program_io
 from metacurio.core import render
 from metacurio.core.program import Program
@@ -26,6 +34,7 @@ def markdown(data: RunData, report: ReportConfig, references: Sequence[tuple[str
         section_funnel(data, report),
         section_references(data, references),
         section_top(data, report),
+        section_controls(data, report),
         section_fresh(data),
         section_recall(data, report),
         section_elimination(data, report),
@@ -118,6 +127,83 @@ def section_top(data: RunData, report: ReportConfig) -> list[str]:
         text = render.to_text(parse_program(data, result.program_id))
         lines += [f"**{rank}. `{result.program_id}`** — {_pm(result.mean, result.stderr)}", "", "```", text.rstrip(), "```", ""]
     return lines
+
+
+def section_controls(data: RunData, report: ReportConfig) -> list[str]:
+    """The controls on each seed set, and the top programs against them, paired by seed."""
+    lines = ["## Against the controls", ""]
+    if not data.controls:
+        return lines + ["This run evaluated no control programs, so its scores stand without a same-seed baseline.", ""]
+    search, fresh = data.results.get(st.CONTROL_SEARCH, {}), data.results.get(st.CONTROL_FRESH, {})
+    lines += [
+        "Each control ran its whole lifetime on the search seeds (stage `control-search`) and on the fresh seeds"
+        " (`control-fresh`), in the same harness as the programs. Coverage, mean ± s.e. over trials:",
+        "",
+        "| control | id | search seeds | fresh seeds |",
+        "|---|---|---:|---:|",
+    ]
+    for pid, name in data.controls.items():
+        lines.append(f"| {name} | `{pid}` | {_result_text(search.get(pid))} | {_result_text(fresh.get(pid))} |")
+    lines.append("")
+    top = data.ranking[: report.top_k]
+    lines += _paired_table(data, "search seeds", st.SEARCH, st.CONTROL_SEARCH, [r.program_id for r in top])
+    fresh_ranked = sorted(
+        (r for r in data.results.get(st.FRESH, {}).values() if r.error is None), key=lambda r: (-r.mean, r.program_id)
+    )
+    lines += _paired_table(data, "fresh seeds", st.FRESH, st.CONTROL_FRESH, [r.program_id for r in fresh_ranked])
+    return lines
+
+
+def _result_text(result) -> str:
+    if result is None:
+        return "not run yet"
+    return f"failed: {result.error}" if result.error else _pm(result.mean, result.stderr)
+
+
+def _paired_table(data: RunData, seeds: str, stage: str, control_stage: str, program_ids: list[str]) -> list[str]:
+    """program − control per seed, for ``program_ids`` in order, with how many intervals resolve."""
+    controls = [(pid, name) for pid, name in data.controls.items() if data.stage_rows(control_stage, pid)]
+    if not program_ids or not controls:
+        return []
+    header = " | ".join(f"− {name}" for _, name in controls)
+    lines = [
+        f"### Programs against the controls on the {seeds}",
+        "",
+        "Program − control, the mean over the seeds both ran with a 95 % t-interval of the per-seed differences;"
+        " **bold** where the interval excludes 0. Stopped programs are not here: their scores are partial.",
+        "",
+        f"| program | score | {header} |",
+        "|---|---:|" + "---:|" * len(controls),
+    ]
+    tallies = {pid: [0, 0, 0, 0] for pid, _ in controls}
+    for program_id in program_ids:
+        result = data.results[stage][program_id]
+        cells = []
+        for control_id, _ in controls:
+            difference = paired_difference(data.stage_rows(stage, program_id), data.stage_rows(control_stage, control_id))
+            cells.append(_difference_text(difference))
+            if difference is None:
+                tallies[control_id][3] += 1
+            else:
+                tallies[control_id][0 if difference.low > 0 else 1 if difference.high < 0 else 2] += 1
+        lines.append(f"| `{program_id}` | {_pm(result.mean, result.stderr)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for control_id, name in controls:
+        above, below, unresolved, unpaired = tallies[control_id]
+        lines.append(
+            f"- Against {name}: {above} of these {len(program_ids)} programs resolved above it, {below} below,"
+            f" {unresolved} unresolved" + (f", {unpaired} without two shared seeds." if unpaired else ".")
+        )
+    return lines + [""]
+
+
+def _difference_text(difference: PairedDifference | None) -> str:
+    if difference is None:
+        return "–"
+    if math.isnan(difference.low):
+        return f"{difference.mean:+.1f} (same on all {difference.seeds} seeds, no interval)"
+    text = f"{difference.mean:+.1f} [{difference.low:+.1f}, {difference.high:+.1f}]"
+    return f"**{text}**" if difference.resolved else text
 
 
 def section_fresh(data: RunData) -> list[str]:
