@@ -214,7 +214,7 @@ class RayExecutor:
 
     def map(self, tasks: Sequence) -> Iterator[Outcome]:
         """Outcomes in completion order; every task yields exactly one."""
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError  # Ray is loaded by now (see __init__)
 
         ray = self._ray
         queue = collections.deque((list(tasks[i : i + self.chunk_size]), 0) for i in range(0, len(tasks), self.chunk_size))
@@ -273,7 +273,7 @@ def start_ray(workers: int | None = None, address: str | None = None) -> bool:
     would retry for minutes).
     """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import ray
+    import ray  # not at the top: see RayExecutor.__init__
 
     if ray.is_initialized():
         return False

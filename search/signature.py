@@ -53,6 +53,7 @@ from metacurio.core.interpreter import (
     stack_encodings,
     value_type,
 )
+from metacurio.errors import failure
 from metacurio.jax_setup import set_up_process
 from search.executor import make_executor
 from metacurio.core.program import CURIOSITY, Program, is_constant
@@ -273,7 +274,7 @@ def encode_programs(programs: Sequence[Program], layout: Layout) -> tuple[Encodi
             encodings.append(encode(program, layout))
             positions.append(i)
         except Exception as err:  # noqa: BLE001 - whatever a program raises is its recorded failure
-            errors[i] = f"{type(err).__name__}: {err}"
+            errors[i] = failure(err)
     return (stack_encodings(encodings) if encodings else None), positions, errors
 
 
@@ -407,7 +408,7 @@ def plan_layouts(
         try:
             needs = program_layout(program)
         except Exception as err:  # noqa: BLE001 - whatever a program raises is its recorded failure
-            errors[index] = f"{type(err).__name__}: {err}"
+            errors[index] = failure(err)
             continue
         key = (frozenset(i for i in needs.instructions if instruction_floats(i) >= HEAVY_FLOATS), needs.banks)
         if key in grouped:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from metacurio import arguments
+from metacurio.agent.config import GRIDWORLD_PAPER
 from metacurio.app import transfer
 from metacurio.app.report import command as report
 from metacurio.core import program_io, render
@@ -77,8 +78,7 @@ def _replay_seeds(args, default: Sequence[int]) -> list[int]:
 
 
 def cmd_replay(args) -> None:
-    from metacurio.app import replay
-    from metacurio.agent.config import GRIDWORLD_PAPER
+    from metacurio.app import replay  # JAX, gymnasium and matplotlib: only `replay` needs them
 
     _check_replay_args(args)
     if not replay.is_gridworld(args.env):
@@ -98,7 +98,7 @@ def cmd_replay(args) -> None:
 
 
 def cmd_replay_gym(args) -> None:
-    from metacurio.agent import gym_trainer
+    from metacurio.agent import gym_trainer  # JAX and gymnasium: only `replay` needs them
     from metacurio.app import replay
 
     preset = replay.gym_preset(args.env, args.preset, args.steps)
