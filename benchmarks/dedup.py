@@ -32,7 +32,7 @@ os.environ.setdefault("XLA_FLAGS", SINGLE_THREAD_XLA)
 import numpy as np  # noqa: E402
 
 from metacurio.core import program_io  # noqa: E402
-from metacurio.core.interpreter import instruction_output, space_instructions  # noqa: E402
+from metacurio.core.layout import instruction_output, space_instructions  # noqa: E402
 from metacurio.core.program import Program, ProgramBuilder, ProgramError  # noqa: E402
 from operations.registry import get_op, get_state_type  # noqa: E402
 

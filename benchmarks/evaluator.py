@@ -29,7 +29,7 @@ from metacurio.agent.ppo import ZeroCuriosity, make_train  # noqa: E402
 from metacurio.core.compiler import compile_program  # noqa: E402
 from metacurio.agent.config import PAPER_SEEDS  # noqa: E402
 from metacurio.agent.evaluator import Evaluator, gridworld_spec  # noqa: E402
-from metacurio.core.interpreter import Layout  # noqa: E402
+from metacurio.core.layout import Layout  # noqa: E402
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "results" / "programs"
 

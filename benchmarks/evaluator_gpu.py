@@ -23,7 +23,7 @@ from metacurio.core import program_io
 from metacurio.agent.config import GRIDWORLD_PAPER, PPOConfig
 from metacurio.agent.config import PAPER_SEEDS
 from metacurio.agent.evaluator import Evaluator
-from metacurio.core.interpreter import Layout
+from metacurio.core.layout import Layout
 
 PROGRAMS = Path(__file__).resolve().parents[1] / "results" / "programs"
 NAMES = ("fast", "ccim", "rnd", "icm", "inverse_model", "disagreement", "knn_novelty")

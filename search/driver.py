@@ -227,8 +227,8 @@ def _program_row(position: int, program, unique_ids: set[str], duplicate_of: dic
 
 
 def _layout(programs: Sequence):
-    # The interpreter loads JAX; `metacurio --help` and a finished run's resume never need it.
-    from metacurio.core.interpreter import Layout
+    # Layouts load JAX; `metacurio --help` and a finished run's resume never need it.
+    from metacurio.core.layout import Layout
 
     return Layout.for_programs(programs)
 

@@ -36,7 +36,7 @@ from search import reaper
 
 if TYPE_CHECKING:
     # Only carried here: the driver imports this module to build its parser, without JAX.
-    from metacurio.core.interpreter import Layout
+    from metacurio.core.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_WORKER_DEATHS = 3
@@ -181,15 +181,38 @@ class Worker:
     def pid(self) -> int:
         return os.getpid()
 
+    def node(self) -> str:
+        """The Ray node this actor runs on."""
+        import ray  # loaded: this runs inside a Ray actor
+
+        return ray.get_runtime_context().get_node_id()
+
     def run(self, tasks: Sequence) -> list[Outcome]:
         return [run_task(self._runner, task, self._name) for task in tasks]
 
 
+NODE_DEATH_WAIT_S = 30.0
+"""How long a dead actor's node may take to show as dead in Ray's control store (it notices a
+lost raylet by missed health checks, 15 s or so by default) before the death counts as the
+worker's own."""
+
+
+def device_slots(resources: dict) -> tuple[int, dict]:
+    """How many actors a cluster holds and what each claims: one per GPU where the cluster has
+    GPUs, else one per CPU."""
+    gpus = int(resources.get("GPU", 0))
+    if gpus:
+        return gpus, {"num_gpus": 1, "num_cpus": 1}
+    return max(1, int(resources.get("CPU", 1))), {"num_cpus": 1}
+
+
 class RayExecutor:
-    """One actor per CPU on a local Ray it starts, or on the cluster at ``address``.
+    """One actor per device (GPU, else CPU) on a local Ray it starts, or on the cluster at ``address``.
 
     A chunk whose actor dies is given to a fresh actor; after ``MAX_WORKER_DEATHS`` deaths its
-    tasks are returned as failed, so one task that kills its process cannot stall the run.
+    tasks are returned as failed, so one task that kills its process cannot stall the run. An
+    actor lost with its node is not the chunk's fault: the chunk goes back to the queue as it
+    was, the pool shrinks to the nodes left, and the run fails (resumably) only if none is left.
     """
 
     def __init__(self, job: Job, workers: int | None = None, address: str | None = None, chunk_size: int = 1):
@@ -198,19 +221,42 @@ class RayExecutor:
 
         self._ray = ray
         self._started = start_ray(workers, address)
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.workers = max(1, min(workers or cpus, cpus))
+        slots, claim = device_slots(ray.cluster_resources())
+        self.workers = max(1, min(workers or slots, slots))
         self.chunk_size = chunk_size
         self.restarts = 0
+        self.nodes_lost = 0
         self._job = ray.put(job)
-        self._remote = ray.remote(num_cpus=1, max_restarts=0)(Worker)
+        self._remote = ray.remote(max_restarts=0, **claim)(Worker)
         self.actors = [self._new_actor() for _ in range(self.workers)]
+        self._nodes = [actor.node.remote() for actor in self.actors]
 
     def _new_actor(self):
         return self._remote.options(runtime_env={"env_vars": worker_environment()}).remote(self._job)
 
+    def _replace(self, slot: int) -> None:
+        self.actors[slot] = self._new_actor()
+        self._nodes[slot] = self.actors[slot].node.remote()
+
+    def _lost_with_its_node(self, slot: int) -> bool:
+        """Whether the dead actor's node is gone (waits for Ray to notice, see NODE_DEATH_WAIT_S)."""
+        ray = self._ray
+        ready, _ = ray.wait([self._nodes[slot]], timeout=0)
+        try:
+            node = ray.get(ready[0]) if ready else None
+        except ray.exceptions.RayError:
+            node = None
+        if node is None:
+            return False
+        deadline = time.monotonic() + NODE_DEATH_WAIT_S
+        while any(n["NodeID"] == node and n["Alive"] for n in ray.nodes()):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+        return True
+
     def pids(self) -> list[int]:
-        return self._ray.get([actor.pid.remote() for actor in self.actors])
+        return self._ray.get([actor.pid.remote() for actor in self.actors if actor is not None])
 
     def map(self, tasks: Sequence) -> Iterator[Outcome]:
         """Outcomes in completion order; every task yields exactly one."""
@@ -233,8 +279,15 @@ class RayExecutor:
                 if err.actor_init_failed:
                     # A worker that cannot even build its resources says nothing about the tasks.
                     raise ExecutorError(f"a Ray worker failed to start: {failure(err)}") from None
+                if self._lost_with_its_node(slot):
+                    self.nodes_lost += 1
+                    self.actors[slot] = None
+                    queue.appendleft((chunk, deaths))
+                    if not any(self.actors):
+                        raise ExecutorError("every Ray worker's node is gone; resume when the cluster is back") from None
+                    continue
                 self.restarts += 1
-                self.actors[slot] = self._new_actor()
+                self._replace(slot)
                 idle.append(slot)
                 if deaths + 1 < MAX_WORKER_DEATHS:
                     queue.appendleft((chunk, deaths + 1))
@@ -247,7 +300,8 @@ class RayExecutor:
 
     def close(self) -> None:
         for actor in self.actors:
-            self._ray.kill(actor)
+            if actor is not None:
+                self._ray.kill(actor)
         self.actors = []
         if self._started:
             self._ray.shutdown()

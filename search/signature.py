@@ -38,25 +38,23 @@ from flax import struct
 from envs import gridworld, gridworld_config
 from metacurio.agent.config import GRIDWORLD_PAPER
 from metacurio.agent.ppo import ReturnNormalizer
-from metacurio.core.interpreter import (
+from metacurio.core.interpreter import Interpreter
+from metacurio.core.layout import (
     NOP,
     Encoding,
-    Interpreter,
     Layout,
-    _node_instructions,
-    _slot_index,
+    RegisterKind,
+    SlotBank,
+    bank_element_type,
     encode,
     instruction_output,
-    list_length,
-    space_instructions,
-    state_bank,
     stack_encodings,
-    value_type,
+    state_bank,
 )
 from metacurio.errors import failure
 from metacurio.jax_setup import set_up_process
 from search.executor import make_executor
-from metacurio.core.program import CURIOSITY, Program, is_constant
+from metacurio.core.program import CURIOSITY, Program
 from metacurio.core.specs import CuriosityBatch, EnvSpec, one_hot_actions
 from operations.kernels import init_state
 from operations.registry import get_op
@@ -292,21 +290,19 @@ def _failure_message(failures: np.ndarray, steps: int) -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _slot_floats(bank: str) -> int:
+def _slot_floats(bank: SlotBank) -> int:
     """Floats one slot of a bank carries through a call: parameters and Adam's two moments, or state."""
-    type_name, _, elem = bank.partition("_")
-    state_type = STATE_TYPES[type_name]
+    state_type = STATE_TYPES[bank.state_type]
     shapes = jax.eval_shape(
-        lambda key: init_state(type_name, key, SIGNATURE_ENV, value_type(elem) if elem else None), jax.random.PRNGKey(0)
+        lambda key: init_state(bank.state_type, key, SIGNATURE_ENV, bank_element_type(bank)), jax.random.PRNGKey(0)
     )
     floats = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
     return 3 * floats if state_type.trainable else floats
 
 
 @functools.lru_cache(maxsize=None)
-def _register_floats(kind: str) -> int:
-    length = list_length(kind) if kind.startswith("list") else 0
-    return BATCH * int(np.prod(value_type(kind).row_shape(SIGNATURE_ENV.obs_shape, SIGNATURE_ENV.action_dim, length)))
+def _register_floats(kind: RegisterKind) -> int:
+    return BATCH * int(np.prod(kind.row_shape(SIGNATURE_ENV)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -339,54 +335,6 @@ def compile_cost(layout: Layout) -> float:
     return COMPILE_SECONDS + COMPILE_SECONDS_PER_INSTRUCTION * len(layout.instructions)
 
 
-def union(a: Layout, b: Layout) -> Layout:
-    """The smallest layout that fits everything either fits (``Layout.for_programs`` of both sets)."""
-    used = set(a.instructions) | set(b.instructions)
-    registers = dict(a.registers)
-    for kind, count in b.registers:
-        registers[kind] = max(registers.get(kind, 0), count)
-    banks = dict(a.banks)
-    for bank, count in b.banks:
-        banks[bank] = max(banks.get(bank, 0), count)
-    return Layout(
-        a.kind,
-        (NOP,) + tuple(i for i in _space_instructions(a.kind) if i in used),
-        max(a.max_nodes, b.max_nodes),
-        max(a.max_constants, b.max_constants),
-        tuple(sorted(registers.items())),
-        tuple(sorted(banks.items())),
-    )
-
-
-@functools.lru_cache(maxsize=None)
-def _space_instructions(kind: str) -> tuple:
-    return space_instructions(kind)
-
-
-def program_layout(program: Program) -> Layout:
-    """``Layout.for_programs([program])``, without re-deriving the space's dispatch table (~40 ms)
-    for every one of ~90,000 programs."""
-    used: set = set()
-    registers: collections.Counter = collections.Counter()
-    banks: dict[str, int] = {}
-    for node, kinds in _node_instructions(program):
-        used.add((node.op, kinds))
-        out = instruction_output(node.op, kinds)
-        if out:
-            registers[out] += 1
-        bank = state_bank(get_op(node.op), kinds)
-        if bank:
-            banks[bank] = max(banks.get(bank, 0), _slot_index(program, node.state) + 1)
-    return Layout(
-        program.kind,
-        (NOP,) + tuple(i for i in _space_instructions(program.kind) if i in used),
-        max(program.size, 1),
-        max(sum(is_constant(a) for n in program.nodes for a in n.args), 1),
-        tuple(sorted(registers.items())),
-        tuple(sorted(banks.items())),
-    )
-
-
 HEAVY_FLOATS = 10_000
 """Instructions at least this large (``instruction_floats``) define the groups the planner places."""
 
@@ -406,13 +354,13 @@ def plan_layouts(
     errors: dict[int, str] = {}
     for index, program in enumerate(programs):
         try:
-            needs = program_layout(program)
+            needs = Layout.for_programs([program])
         except Exception as err:  # noqa: BLE001 - whatever a program raises is its recorded failure
             errors[index] = failure(err)
             continue
         key = (frozenset(i for i in needs.instructions if instruction_floats(i) >= HEAVY_FLOATS), needs.banks)
         if key in grouped:
-            grouped[key][0] = union(grouped[key][0], needs)
+            grouped[key][0] = grouped[key][0].union(needs)
             grouped[key][1].append(index)
         else:
             grouped[key] = [needs, [index]]
@@ -420,7 +368,7 @@ def plan_layouts(
     for needs, members in sorted(grouped.values(), key=lambda group: (-len(group[1]), group[1][0])):
         options = [(_plan_cost(needs, len(members), weight), len(plans), needs)]
         for k, (layout, planned) in enumerate(plans):
-            merged = union(layout, needs)
+            merged = layout.union(needs)
             added = _plan_cost(merged, len(planned) + len(members), weight) - _plan_cost(layout, len(planned), weight)
             options.append((added, k, merged))
         _, best, layout = min(options, key=lambda option: option[:2])

@@ -261,7 +261,7 @@ def _wait_for_decisions(path, process, timeout: float = 120.0) -> int:
 
 @pytest.mark.slow
 def test_a_killed_ray_actor_has_its_chunk_retried(finished):
-    from metacurio.core.interpreter import Layout
+    from metacurio.core.layout import Layout
     from search.executor import RayExecutor, Task, WorkerSpec
 
     import ray
@@ -292,7 +292,7 @@ def test_a_killed_ray_actor_has_its_chunk_retried(finished):
 
 @pytest.mark.slow
 def test_workers_that_cannot_start_stop_the_run_with_one_line():
-    from metacurio.core.interpreter import Layout
+    from metacurio.core.layout import Layout
     from search.executor import ExecutorError, RayExecutor, Task, WorkerSpec
 
     import ray

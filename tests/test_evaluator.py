@@ -15,7 +15,8 @@ from metacurio.agent.config import PPOConfig
 from metacurio.agent.ppo import make_train
 from metacurio.core.compiler import compile_program
 from metacurio.agent.evaluator import Evaluator, chunk_sizes, gridworld_spec
-from metacurio.core.interpreter import InterpretedProgram, Interpreter, Layout, LayoutError, encode
+from metacurio.core.interpreter import InterpretedProgram, Interpreter
+from metacurio.core.layout import Layout, LayoutError, encode
 from metacurio.core.program import ProgramBuilder
 from test_compiler import gridworld_stream
 

@@ -74,3 +74,11 @@ def test_a_task_that_keeps_killing_its_worker_fails_alone(monkeypatch):
     died = outcomes[DIE]
     assert died.result is None and died.worker == "ray" and died.seconds == 0.0
     assert died.error.startswith(f"worker died {MAX_WORKER_DEATHS} times while evaluating this chunk: ")
+
+
+def test_one_actor_per_gpu_where_there_are_gpus_else_per_cpu():
+    from search.executor import device_slots
+
+    assert device_slots({"CPU": 16.0, "GPU": 2.0}) == (2, {"num_gpus": 1, "num_cpus": 1})
+    assert device_slots({"CPU": 16.0}) == (16, {"num_cpus": 1})
+    assert device_slots({}) == (1, {"num_cpus": 1})

@@ -11,7 +11,6 @@ import pytest
 from helpers import reference_programs
 
 from metacurio.core.compiler import compile_program
-from metacurio.core.interpreter import Layout
 from metacurio.core.program import ProgramBuilder
 from search.signature import (
     BATCH,
@@ -21,9 +20,7 @@ from search.signature import (
     gridworld_transitions,
     normalise,
     plan_layouts,
-    program_layout,
     signatures,
-    union,
 )
 
 CURIOSITY = reference_programs("curiosity")
@@ -179,11 +176,6 @@ def test_plan_trades_compiles_against_lighter_runs():
     assert sorted(members for _, members in many) == [[0, 1], [2]]
 
 
-def test_union_equals_the_layout_of_both_sets():
-    a, b = [CURIOSITY["fast"], CURIOSITY["rnd"]], [CURIOSITY["knn_novelty"], CURIOSITY["disagreement"]]
-    assert union(Layout.for_programs(a), Layout.for_programs(b)) == Layout.for_programs(a + b)
-
-
 @pytest.mark.parametrize(
     "programs, message",
     [
@@ -201,11 +193,6 @@ def test_bad_arguments_are_rejected():
         signatures([FAST], steps=0)
     with pytest.raises(ValueError, match="tolerances must be non-negative"):
         deduplicate([FAST], rtol=-1.0)
-
-
-def test_program_layout_equals_the_interpreters_own():
-    for program in list(CURIOSITY.values()) + list(CANDIDATES.values()):
-        assert program_layout(program) == Layout.for_programs([program])
 
 
 @pytest.mark.slow

@@ -22,7 +22,8 @@ import numpy as np
 from envs import gridworld, gridworld_config
 from metacurio.agent.config import CHECKPOINT_EVERY, GRIDWORLD_PAPER, PAPER_SEEDS, PPOConfig
 from metacurio.agent.ppo import make_train
-from metacurio.core.interpreter import Encoding, InterpretedProgram, Interpreter, Layout, encode, stack_encodings
+from metacurio.core.interpreter import InterpretedProgram, Interpreter
+from metacurio.core.layout import Encoding, Layout, encode, stack_encodings
 from metacurio.core.program import Program
 from metacurio.core.specs import EnvSpec
 

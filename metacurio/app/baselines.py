@@ -28,7 +28,7 @@ from metacurio.agent.config import GRIDWORLD_PAPER
 from metacurio.agent.evaluator import Evaluator, gridworld_spec
 from metacurio.agent.ppo import ZeroCuriosity, make_train
 from metacurio.core import program_io
-from metacurio.core.interpreter import Layout
+from metacurio.core.layout import Layout
 from metacurio.jax_setup import set_up_process
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
