@@ -21,7 +21,7 @@ ORIGINAL_SECONDS = {("curiosity", 5): 2.5, ("curiosity", 6): 29.0, ("curiosity",
 def measure(space: str, max_ops: int, compat: bool) -> tuple[int, float]:
     start = time.perf_counter()
     grammar = CompatGrammar(space) if compat else NativeGrammar.for_space(space)
-    result = enumerate_grammar(grammar, max_ops, keep=False)
+    result = enumerate_grammar(grammar, max_ops)
     return result.count + grammar.seed_programs, time.perf_counter() - start
 
 

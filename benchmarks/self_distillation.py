@@ -23,8 +23,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = {
-    "L2(Encode(s), EncodeDetached(s')), trained": ROOT / "results/search-curiosity-5/top/01-262c67bcc67b.json",
-    "L2(Encode(s'), EncodeDetached(s)), trained": ROOT / "results/search-curiosity-5/top/02-01040ffc7d6a.json",
+    "L2(Encode(s), EncodeDetached(s')), trained": ROOT / "results/self-distillation/01-262c67bcc67b.json",
+    "L2(Encode(s'), EncodeDetached(s)), trained": ROOT / "results/self-distillation/02-01040ffc7d6a.json",
     "FAST": ROOT / "results/programs/fast.json",
 }
 WINDOW = 0.1

@@ -24,7 +24,7 @@ import collections
 import dataclasses
 import itertools
 import time
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 FORWARD = "forward"
 UPDATE = "update"
@@ -90,10 +90,12 @@ def key_greater(a: str, b: str) -> bool:
     return len(a) > len(b) or (len(a) == len(b) and a > b)
 
 
+Emit = Callable[[tuple[Term, ...], tuple[Term, ...]], None]
+"""Receives each program as it is found: (forward nodes, update nodes), in enumeration order."""
+
+
 @dataclasses.dataclass
 class Result:
-    programs: list[tuple[tuple[Term, ...], tuple[Term, ...]]]
-    """(forward nodes, update nodes) per program, in enumeration order."""
     rejected: collections.Counter
     """Candidates rejected per rule."""
     count: int
@@ -103,12 +105,11 @@ class Result:
 
 
 class Enumerator:
-    def __init__(self, grammar: Grammar, max_ops: int, keep: bool = True):
+    def __init__(self, grammar: Grammar, max_ops: int, emit: Emit | None = None):
         self.g = grammar
         self.max_ops = max_ops
-        self.keep = keep
+        self.emit = emit
         self.rejected: collections.Counter = collections.Counter()
-        self.programs: list = []
         self.count = 0
         self.reached = 0
         self.forward: list[Term] = []
@@ -134,7 +135,7 @@ class Enumerator:
     def run(self) -> Result:
         start = time.perf_counter()
         self._recurse("", FORWARD)
-        return Result(self.programs, self.rejected, self.count, self.reached, time.perf_counter() - start)
+        return Result(self.rejected, self.count, self.reached, time.perf_counter() - start)
 
     def _usable(self, term: Term, stage: str) -> str | None:
         """The rule that makes a variable unusable here, or None."""
@@ -236,10 +237,12 @@ class Enumerator:
 
     def _emit(self) -> None:
         self.count += 1
-        if self.keep:
-            self.programs.append((tuple(self.forward), tuple(self.update)))
+        if self.emit is not None:
+            self.emit(tuple(self.forward), tuple(self.update))
 
 
-def enumerate_grammar(grammar: Grammar, max_ops: int, keep: bool = True) -> Result:
-    return Enumerator(grammar, max_ops, keep).run()
+def enumerate_grammar(grammar: Grammar, max_ops: int, emit: Emit | None = None) -> Result:
+    """Counts of the whole space; each program goes to ``emit`` as it is found, never into a list,
+    so memory stays flat however large the space."""
+    return Enumerator(grammar, max_ops, emit).run()
 

@@ -10,11 +10,12 @@ named predicate of ``search.prune``; the funnel counts the candidates each one r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -290,7 +291,8 @@ class Enumeration:
     max_ops: int
     compat: bool
     programs: list[Program]
-    """Our programs in enumeration order (empty in compat mode, which only counts)."""
+    """Our programs in enumeration order (empty in compat mode, which only counts, and when
+    they went to a sink)."""
     count: int
     """Candidates emitted before behavioural dedup (seed programs included)."""
     reached_output: int
@@ -305,24 +307,45 @@ class Enumeration:
         return rows
 
 
-def enumerate_space(space: str, max_ops: int, compat: bool = False) -> Enumeration:
-    """Every program of ``space`` with at most ``max_ops`` operations, deterministically ordered."""
+def enumerate_space(
+    space: str, max_ops: int, compat: bool = False, sink: Callable[[Program], None] | None = None
+) -> Enumeration:
+    """Every program of ``space`` with at most ``max_ops`` operations, deterministically ordered.
+
+    With a ``sink``, each distinct program goes to it as it is found and none is kept (only their
+    ids, to drop repeats of a canonical form): memory stays flat for any space. Without one, the
+    programs come back in ``Enumeration.programs``.
+    """
     if max_ops < 1:
         raise ValueError(f"max_ops must be at least 1, got {max_ops}")
     start = time.perf_counter()
     grammar = CompatGrammar(space) if compat else NativeGrammar.for_space(space)
-    result = enumerate_grammar(grammar, max_ops, keep=not compat)
-    rejected = dict(result.rejected)
     programs: list[Program] = []
+    seen: set[str] = set()
+    repeats = 0
+
+    def emit(forward: tuple[Term, ...], update: tuple[Term, ...]) -> None:
+        nonlocal repeats
+        program = to_program(space, forward, update)
+        if program.id in seen:
+            repeats += 1
+            return
+        seen.add(program.id)
+        if sink is None:
+            programs.append(program)
+        else:
+            sink(program)
+
+    result = enumerate_grammar(grammar, max_ops, None if compat else emit)
+    rejected = dict(result.rejected)
     if not compat:
-        programs = distinct_programs(to_program(space, f, u) for f, u in result.programs)
-        rejected["same canonical form"] = len(result.programs) - len(programs)
+        rejected["same canonical form"] = repeats
     return Enumeration(
         space=space,
         max_ops=max_ops,
         compat=compat,
         programs=programs,
-        count=(len(programs) if not compat else result.count) + grammar.seed_programs,
+        count=(len(seen) if not compat else result.count) + grammar.seed_programs,
         reached_output=result.reached_output,
         rejected=rejected,
         seconds=time.perf_counter() - start,
@@ -370,15 +393,29 @@ def _ref(term: Term, ids: dict[int, object]):
     return term.name
 
 
-def write_programs(programs: Sequence[Program], path: Path) -> Path:
-    """One program per line, in our JSON format, written under a temporary name then renamed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as f:
-        for program in programs:
-            f.write(json.dumps(program_io.to_dict(program), separators=(",", ":"), ensure_ascii=False) + "\n")
-    partial.replace(path)
-    return path
+class ProgramWriter:
+    """Programs streamed to a JSON-lines file, one per line in our format, as they come; the file
+    appears under its name only once complete (an interrupted run leaves no truncated file)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._partial = path.with_name(path.name + ".partial")
+        self._file = None
+
+    def __enter__(self) -> "ProgramWriter":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self._partial.open("w", encoding="utf-8")
+        return self
+
+    def __call__(self, program: Program) -> None:
+        self._file.write(json.dumps(program_io.to_dict(program), separators=(",", ":"), ensure_ascii=False) + "\n")
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._file.close()
+        if kind is None:
+            self._partial.replace(self.path)
+        else:
+            self._partial.unlink(missing_ok=True)
 
 
 def add_parser(subparsers) -> None:
@@ -394,7 +431,11 @@ def add_parser(subparsers) -> None:
 def run_cli(args) -> None:
 
     check_max_ops(args.max_ops, args.space)
-    found = enumerate_space(args.space, args.max_ops, compat=args.compat)
+    suffix = "-compat" if args.compat else ""
+    out = Path(args.out or f"runs/enumerate-{args.space}-{args.max_ops}{suffix}")
+    out.mkdir(parents=True, exist_ok=True)
+    with ProgramWriter(out / "programs.jsonl") if not args.compat else contextlib.nullcontext() as writer:
+        found = enumerate_space(args.space, args.max_ops, compat=args.compat, sink=writer)
     mode = "compat (the original's rules)" if args.compat else "metacurio rules"
     table = Table(title=f"{args.space} programs of ≤ {args.max_ops} ops, {mode}")
     for column in ("step", "count", "meaning"):
@@ -404,12 +445,9 @@ def run_cli(args) -> None:
     console = Console()
     console.print(table)
     console.print(f"reached an output {found.reached_output:,} times; {found.seconds:.1f} s")
-    suffix = "-compat" if args.compat else ""
-    out = Path(args.out or f"runs/enumerate-{args.space}-{args.max_ops}{suffix}")
-    out.mkdir(parents=True, exist_ok=True)
     funnel = {"space": args.space, "max_ops": args.max_ops, "compat": args.compat, "seconds": found.seconds}
     funnel["funnel"] = [{"step": s, "count": c, "detail": d} for s, c, d in found.funnel]
     (out / "funnel.json").write_text(json.dumps(funnel, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     console.print(f"wrote {out / 'funnel.json'}")
     if not args.compat:
-        console.print(f"wrote {write_programs(found.programs, out / 'programs.jsonl')}")
+        console.print(f"wrote {out / 'programs.jsonl'}")

@@ -1,6 +1,7 @@
 """Enumeration: pruning predicates, hand counts, the original's published counts, the CLI."""
 
 import json
+import tracemalloc
 
 import pytest
 
@@ -92,12 +93,12 @@ def test_our_fixes_reach_rnd_and_fast():
 
 
 def test_a_loss_that_collapses_through_shared_weights_is_pruned():
-    """The shipped search's two best programs distil an encoder into its own detached output: a
+    """The earlier shipped search's two best programs distil an encoder into its own detached output: a
     constant encoder minimises the loss, and their raw reward does collapse
     (results/self-distillation.md). RND's detached target is a network no loss trains: kept."""
     ids = {p.id for p in enumerate_space("curiosity", 4).programs}
     for name in ("01-262c67bcc67b", "02-01040ffc7d6a"):
-        program = program_io.load(f"results/search-curiosity-5/top/{name}.json")
+        program = program_io.load(f"results/self-distillation/{name}.json")
         assert program.id not in ids, name
     assert program_io.load("results/programs/rnd.json").id in ids
 
@@ -137,11 +138,10 @@ def test_compat_detach_only_on_nodes_with_a_direct_variable_input():
     from search.compat import CompatGrammar
     from search.engine import enumerate_grammar
 
-    result = enumerate_grammar(CompatGrammar("curiosity"), 4)
-    names = [[t.op.name for t in f + u] for f, u in result.programs]
-    detached = [
-        t.args[0].op.name for f, u in result.programs for t in f + u if t.op.name == "DetachFeatureVector"
-    ]
+    programs = []
+    enumerate_grammar(CompatGrammar("curiosity"), 4, emit=lambda forward, update: programs.append(forward + update))
+    names = [[t.op.name for t in nodes] for nodes in programs]
+    detached = [t.args[0].op.name for nodes in programs for t in nodes if t.op.name == "DetachFeatureVector"]
     assert sum("DetachFeatureVector" in n for n in names) == 4
     assert set(detached) == {"FullyConnectedNetworkActionSpaceto32"}
     assert not any("CNNDetachOutput" in n for n in names)
@@ -192,3 +192,21 @@ def test_enumerate_cli_rejects_a_bad_size(capsys):
     assert main(["enumerate", "--max-ops", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--max-ops" in err
+
+
+def test_streaming_enumeration_keeps_no_program_in_memory():
+    def peak(**kwargs):
+        tracemalloc.start()
+        try:
+            found = enumerate_space("curiosity", 5, **kwargs)
+            return found, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    streamed_ids = []
+    streamed, streamed_peak = peak(sink=lambda program: streamed_ids.append(program.id))
+    kept, kept_peak = peak()
+    assert streamed.programs == [] and streamed_ids == [p.id for p in kept.programs]
+    assert streamed.count == kept.count and streamed.rejected == kept.rejected
+    # Measured: 0.9 MB streamed against 4.3 MB kept at ≤ 5 ops; the kept list grows with the space.
+    assert streamed_peak < kept_peak / 3
