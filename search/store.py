@@ -42,6 +42,9 @@ CONTROL_OF = {SEARCH: CONTROL_SEARCH, FRESH: CONTROL_FRESH}
 STAGES = (SEARCH, RECHECK, FRESH, CONTROL_SEARCH, CONTROL_FRESH)
 CONTROLS_META = "controls"
 """Meta key: JSON object control program id -> {"name", "json"} of the run's control programs."""
+TRANSFER_PROGRAMS_META = "transfer_programs"
+"""Meta key: JSON object program id -> {"name", "json"} of everything transferred in the run
+(``json`` null for plain PPO)."""
 """The search's stages, each with a decision per program."""
 COMPLETED, STOPPED, FAILED, SELECTED = "completed", "stopped", "failed", "selected"
 

@@ -284,3 +284,13 @@ def test_a_run_without_controls_says_so(run_dir):
     data = load(run_dir)
     assert "evaluated no control programs" in "\n".join(section_controls(data, DEFAULT))
     data.store.close()
+
+
+def test_export_includes_the_controls_rows(run_dir, programs, tmp_path):
+    _add_controls(run_dir, programs)
+    path, count = export(run_dir, "csv", tmp_path / "all.csv")
+    rows = list(csv.DictReader(path.open()))
+    controls = [r for r in rows if r["stage"] == st.CONTROL_SEARCH]
+    assert len(controls) == len(CONTROLS) * len(SEEDS) and count == len(rows)
+    none = next(r for r in controls if r["program_id"] == programs["none"].id)
+    assert (none["size"], none["ops"]) == ("1", "Identity")

@@ -48,8 +48,7 @@ PLAIN_PPO = "none"
 """Program id of the no-curiosity baseline."""
 BASELINES = (PLAIN_PPO, "rnd", "icm", "disagreement", "fast", "ccim")
 """Baselines run next to the programs: plain PPO and reference programs from results/programs/."""
-PROGRAMS_META = "transfer_programs"
-"""Meta key: JSON object program id -> {"name", "json"} of everything transferred in the run."""
+PROGRAMS_META = st.TRANSFER_PROGRAMS_META
 
 
 class TransferError(ValueError):

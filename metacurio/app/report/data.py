@@ -69,6 +69,16 @@ class RunData:
         stored = json.loads(self.store.meta(st.CONTROLS_META) or "{}")
         return {pid: entry["name"] for pid, entry in stored.items()}
 
+    @functools.cached_property
+    def outside_programs(self) -> dict[str, str | None]:
+        """JSON of the programs a run evaluated without searching them: its controls and what it
+        transferred (None for plain PPO, which has no program)."""
+        found: dict[str, str | None] = {}
+        for key in (st.CONTROLS_META, st.TRANSFER_PROGRAMS_META):
+            for pid, entry in json.loads(self.store.meta(key) or "{}").items():
+                found.setdefault(pid, entry["json"])
+        return found
+
     def stage_rows(self, stage: str, program_id: str) -> list[EvaluationRow]:
         """One program's evaluation rows in one stage, by seed."""
         return sorted((r for r in self.rows.get(stage, []) if r.program_id == program_id), key=lambda r: r.seed)

@@ -26,24 +26,37 @@ def export_rows(run_dir: str | Path) -> list[dict]:
     """One dict per evaluation row, with the program's size, ops and pseudo-code."""
     data = load(run_dir)
     try:
-        texts: dict[str, str] = {}
-        return [_record(data, row, texts) for stage in sorted(data.rows) for row in data.rows[stage]]
+        described: dict[str, tuple[int, str, str]] = {}
+        return [_record(data, row, described) for stage in sorted(data.rows) for row in data.rows[stage]]
     finally:
         data.store.close()
 
 
-def _record(data: RunData, row: EvaluationRow, texts: dict[str, str]) -> dict:
-    """One evaluation as an export record; ``texts`` keeps each program's pseudo-code, rendered once."""
-    program = data.programs.get(row.program_id)
-    if program is None:
-        raise StoreError(f"run store in {data.run_dir} has an evaluation of unknown program {row.program_id}")
-    if row.program_id not in texts:
-        texts[row.program_id] = render.to_text(program_io.from_json(program.json))
+def _record(data: RunData, row: EvaluationRow, described: dict[str, tuple[int, str, str]]) -> dict:
+    """One evaluation as an export record; ``described`` keeps each program's size, ops and
+    pseudo-code, rendered once."""
+    if row.program_id not in described:
+        described[row.program_id] = _describe(data, row.program_id)
+    size, ops, text = described[row.program_id]
     record = dataclasses.asdict(row)
-    record.update(size=program.size, ops=program.ops, text=texts[row.program_id])
+    record.update(size=size, ops=ops, text=text)
     record["curve"] = list(row.curve)
     record["checkpoint_steps"] = list(row.checkpoint_steps)
     return {column: record[column] for column in EXPORT_COLUMNS}
+
+
+def _describe(data: RunData, program_id: str) -> tuple[int, str, str]:
+    """(size, ops, pseudo-code) of a searched program, a control, or a transferred one."""
+    row = data.programs.get(program_id)
+    if row is not None:
+        return row.size, row.ops, render.to_text(program_io.from_json(row.json))
+    if program_id not in data.outside_programs:
+        raise StoreError(f"run store in {data.run_dir} has an evaluation of unknown program {program_id}")
+    text = data.outside_programs[program_id]
+    if text is None:
+        return 0, "", "plain PPO: no intrinsic reward"
+    program = program_io.from_json(text)
+    return program.size, " ".join(node.op for node in program.nodes), render.to_text(program)
 
 
 def export(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, int]:
