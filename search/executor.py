@@ -264,7 +264,7 @@ class RayExecutor:
 
         ray = self._ray
         queue = collections.deque((list(tasks[i : i + self.chunk_size]), 0) for i in range(0, len(tasks), self.chunk_size))
-        idle = list(range(len(self.actors)))
+        idle = [slot for slot, actor in enumerate(self.actors) if actor is not None]
         running: dict = {}
         while queue or running:
             while queue and idle:
