@@ -197,6 +197,10 @@ lost raylet by missed health checks, 15 s or so by default) before the death cou
 worker's own."""
 
 
+NODE_DIED = "because its node has died"
+"""What Ray's control store writes in an actor's death cause when the actor's node died."""
+
+
 def device_slots(resources: dict) -> tuple[int, dict]:
     """How many actors a cluster holds and what each claims: one per GPU where the cluster has
     GPUs, else one per CPU."""
@@ -238,8 +242,11 @@ class RayExecutor:
         self.actors[slot] = self._new_actor()
         self._nodes[slot] = self.actors[slot].node.remote()
 
-    def _lost_with_its_node(self, slot: int) -> bool:
-        """Whether the dead actor's node is gone (waits for Ray to notice, see NODE_DEATH_WAIT_S)."""
+    def _lost_with_its_node(self, slot: int, err: Exception) -> bool:
+        """Whether the dead actor's node is gone: Ray says so, or the node drops out of the
+        cluster within NODE_DEATH_WAIT_S (an actor's death can reach us before its node's)."""
+        if NODE_DIED in str(err):
+            return True
         ray = self._ray
         ready, _ = ray.wait([self._nodes[slot]], timeout=0)
         try:
@@ -279,7 +286,7 @@ class RayExecutor:
                 if err.actor_init_failed:
                     # A worker that cannot even build its resources says nothing about the tasks.
                     raise ExecutorError(f"a Ray worker failed to start: {failure(err)}") from None
-                if self._lost_with_its_node(slot):
+                if self._lost_with_its_node(slot, err):
                     self.nodes_lost += 1
                     self.actors[slot] = None
                     queue.appendleft((chunk, deaths))

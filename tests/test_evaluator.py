@@ -90,7 +90,14 @@ def test_interpreter_matches_reference_step_by_step():
         np.testing.assert_allclose(l_int, l_ref, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
-@pytest.mark.parametrize("name", sorted(CURIOSITY))
+DEFAULT_TIER_LIFETIMES = ("ccim", "fast", "none", "rnd")
+"""Each lifetime comparison compiles its own reference (about 15 s with a cold cache); the step
+by step comparison above covers every program in the default tier, the rest run under -m slow."""
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in DEFAULT_TIER_LIFETIMES else pytest.param(n, marks=pytest.mark.slow) for n in sorted(CURIOSITY)]
+)
 def test_evaluator_matches_reference_lifetime(name):
     program = CURIOSITY[name]
     reference = lifetime_metrics(compile_program(program))
