@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 import jax
@@ -19,6 +21,31 @@ IMAGE_ENV = EnvSpec(obs_shape=(15, 15, 3), action_dim=7, discrete=True, batch_si
 VECTOR_ENV = EnvSpec(obs_shape=(8,), action_dim=4, discrete=True, batch_size=5)
 CONTINUOUS_ENV = EnvSpec(obs_shape=(8,), action_dim=2, discrete=False, batch_size=5)
 LIST_LENGTH = 5
+
+
+def store_count(path: Path, query: str) -> int:
+    """``SELECT COUNT(*) ...`` on a run's store while another process writes it (0 until readable)."""
+    if not path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return db.execute(query).fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def wait_for_count(path: Path, process, query: str, what: str, timeout: float = 120.0) -> int:
+    """Until ``query`` counts at least one row committed by the run in ``process``; that count."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        count = store_count(path, query)
+        if count:
+            return count
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} was committed in time: {process.stderr.read() if process.poll() is not None else ''}")
 
 
 def reference_programs(kind: str | None = None):

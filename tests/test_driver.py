@@ -17,11 +17,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
-from helpers import PROGRAMS, ROOT
+from helpers import PROGRAMS, ROOT, wait_for_count
 
 from metacurio.app import cli
 from metacurio.core import program_io
@@ -225,7 +224,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(finished, program_files
     args += ["--out", str(out)]
     process = subprocess.Popen([sys.executable, "-m", "metacurio", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_decisions(out / st.FILE, process)
+        wait_for_count(out / st.FILE, process, "SELECT COUNT(*) FROM decisions WHERE stage = 'search'", "search decision")
         assert process.poll() is None, f"the run ended before it could be killed: {process.stderr.read()}"
         os.kill(process.pid, signal.SIGKILL)
     finally:
@@ -240,23 +239,6 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(finished, program_files
         assert evaluation_values(resumed) == evaluation_values(whole)
         assert [r.program_id for r in resumed.ranking()] == [r.program_id for r in whole.ranking()]
         assert resumed.meta("command").startswith("metacurio search --config")
-
-
-def _wait_for_decisions(path, process, timeout: float = 120.0) -> int:
-    """Search-stage decisions committed so far, once there is at least one."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if path.exists():
-            try:
-                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-                count = db.execute("SELECT COUNT(*) FROM decisions WHERE stage = 'search'").fetchone()[0]
-                db.close()
-            except sqlite3.OperationalError:
-                count = 0
-            if count:
-                return count
-        time.sleep(0.05)
-    raise AssertionError("no search decision was committed in time")
 
 
 @pytest.mark.slow

@@ -10,10 +10,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
-from helpers import ROOT, reference_programs
+from helpers import ROOT, reference_programs, wait_for_count
 
 from metacurio.app import cli
 from metacurio.core import program_io
@@ -158,7 +157,7 @@ def test_kill_9_then_rerun_repeats_no_lifetime(tmp_path):
             "--executor", "local", "--out", str(out), "--quiet"]  # fmt: skip
     process = subprocess.Popen([sys.executable, "-m", "metacurio", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for_rows(out / st.FILE, process)
+        wait_for_count(out / st.FILE, process, "SELECT COUNT(*) FROM evaluations WHERE stage = 'transfer'", "lifetime")
         os.kill(process.pid, signal.SIGKILL)
     finally:
         process.kill()
@@ -175,23 +174,6 @@ def test_kill_9_then_rerun_repeats_no_lifetime(tmp_path):
     # The killed run's lifetimes are kept as they were; the rerun ran only the others.
     assert [r for r in rows if r.worker.endswith(f":{process.pid}")] == killed
     assert sum(r.worker.endswith(f":{os.getpid()}") for r in rows) == 4 - len(killed)
-
-
-def _wait_for_rows(path, process, timeout: float = 120.0) -> None:
-    """Until the transfer running in ``process`` has committed a lifetime."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if path.exists():
-            try:
-                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-                count = db.execute("SELECT COUNT(*) FROM evaluations WHERE stage = 'transfer'").fetchone()[0]
-                db.close()
-            except sqlite3.OperationalError:
-                count = 0
-            if count:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"no lifetime was committed in time: {process.stderr.read() if process.poll() is not None else ''}")
 
 
 @pytest.mark.parametrize(

@@ -164,7 +164,8 @@ class TransferWorker:
 
     def __init__(self, preset):
         self._preset = preset
-        self._trainers: dict = {}
+        self._key: tuple | None = None
+        self._trainer_of_key = None
 
     def run(self, task: Task):
         """One lifetime as a ``GymResult`` without the agent's parameters, which would travel
@@ -173,8 +174,9 @@ class TransferWorker:
         return dataclasses.replace(result, params=None)
 
     def _trainer(self, program: Program | None, combiner: Program | None):
+        # One trainer at a time: tasks come grouped by entry, and each holds its compiled functions.
         key = (None if program is None else program.id, None if combiner is None else combiner.id)
-        if key not in self._trainers:
+        if key != self._key:
             # Workers only: the command that plans and tabulates a transfer never loads JAX or gymnasium.
             from envs import gymnasium_envs
             from metacurio.agent import gym_trainer
@@ -183,10 +185,9 @@ class TransferWorker:
             spaces = gymnasium_envs.inspect_env(self._preset.env_id)
             curiosity_module = None if program is None else compile_program(program)
             combiner_module = None if combiner is None else compile_program(combiner)
-            # One trainer at a time: tasks come grouped by entry, and each holds its compiled functions.
-            self._trainers.clear()
-            self._trainers[key] = gym_trainer.GymTrainer(spaces, self._preset.ppo, curiosity_module, combiner_module)
-        return self._trainers[key]
+            self._trainer_of_key = gym_trainer.GymTrainer(spaces, self._preset.ppo, curiosity_module, combiner_module)
+            self._key = key
+        return self._trainer_of_key
 
 
 def row_of(outcome, env_id: str) -> EvaluationRow:

@@ -81,7 +81,16 @@ class RunData:
 
     def stage_rows(self, stage: str, program_id: str) -> list[EvaluationRow]:
         """One program's evaluation rows in one stage, by seed."""
-        return sorted((r for r in self.rows.get(stage, []) if r.program_id == program_id), key=lambda r: r.seed)
+        return self._rows_by_program.get((stage, program_id), [])
+
+    @functools.cached_property
+    def _rows_by_program(self) -> dict[tuple[str, str], list[EvaluationRow]]:
+        """(stage, program id) -> rows by seed, indexed once: tables and plots ask per program."""
+        index: dict[tuple[str, str], list[EvaluationRow]] = {}
+        for stage, rows in self.rows.items():
+            for row in sorted(rows, key=lambda r: r.seed):
+                index.setdefault((stage, row.program_id), []).append(row)
+        return index
 
     @functools.cached_property
     def ranking(self) -> list[ProgramResult]:
