@@ -118,13 +118,15 @@ def test_unknown_and_unsupported_environments_are_refused():
 
 def test_presets_carry_the_paper_budgets():
     lunar = gym_presets.preset("LunarLander-v3")
-    assert (lunar.ppo.num_envs, lunar.ppo.num_updates * lunar.ppo.rollout_steps, len(lunar.seeds)) == (5, 9_984, 2)
+    assert (lunar.ppo.num_envs, lunar.ppo.num_updates * lunar.ppo.rollout_steps, len(lunar.seeds)) == (5, 9_984, 5)
     assert (lunar.ppo.learning_rate, lunar.ppo.clip_eps, lunar.ppo.num_epochs, lunar.ppo.num_minibatches) == (3e-4, 0.2, 10, 32)
     assert gym_presets.preset("LunarLanderContinuous-v3").ppo == lunar.ppo
     acrobot = gym_presets.preset("Acrobot-v1").ppo
     assert (acrobot.num_envs, acrobot.num_updates, acrobot.rollout_steps) == (5, 625, 12)
     ant = gym_presets.preset("Ant-v5")
     assert (ant.ppo.num_envs, ant.ppo.rollout_steps, ant.ppo.num_updates, len(ant.seeds)) == (1, 2048, 244, 3)
+    reduced = gym_presets.preset("Ant-v5", "reduced")
+    assert (reduced.ppo.num_updates, reduced.seeds) == (48, ant.seeds) and reduced.ppo.num_envs == 1
     assert all(p.ppo.bootstrap_truncation for p in (lunar, ant))
     assert gym_presets.preset("CartPole-v1", "quick").env_id == "CartPole-v1"
     with pytest.raises(gym_presets.PresetError, match="unknown preset 'huge'"):

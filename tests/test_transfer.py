@@ -34,16 +34,17 @@ def test_entries_baselines_and_pending_tasks():
     programs = reference_programs()
     fast = transfer.entry_of(programs["fast"])
     entries = transfer.unique([fast] + transfer.baseline_entries(["none", "fast", "rnd"], programs.__getitem__))
-    assert [e.id for e in entries] == [programs["fast"].id, "none", programs["rnd"].id]
-    assert entries[1].program is None
+    fast, none, rnd = programs["fast"].id, programs["none"].id, programs["rnd"].id
+    assert [e.id for e in entries] == [fast, none, rnd]
+    assert entries[1] == transfer.plain_ppo() and entries[1].program.kind == "curiosity"
     from metacurio.agent.gym_presets import preset
 
-    quick = preset("CartPole-v1", "quick")
+    quick = dataclasses.replace(preset("CartPole-v1", "quick"), seeds=(4, 104))
     combiner = programs["combiner_paper"]
-    tasks = transfer.pending_tasks(entries, quick, combiner, done={(programs["fast"].id, 4)})
-    fast, rnd = programs["fast"].id, programs["rnd"].id
-    assert [(t.entry.id, t.seed) for t in tasks] == [(fast, 104), ("none", 4), ("none", 104), (rnd, 4), (rnd, 104)]
-    assert [t.combiner for t in tasks] == [combiner, None, None, combiner, combiner]
+    tasks = transfer.pending_tasks(entries, quick, combiner, done={(fast, 4)})
+    assert [(t.entry.id, t.seed) for t in tasks] == [(fast, 104), (none, 4), (none, 104), (rnd, 4), (rnd, 104)]
+    # Plain PPO goes through the same combiner as every program.
+    assert all(t.combiner == combiner for t in tasks)
 
 
 def test_wrong_programs_and_baselines_are_refused():
@@ -54,16 +55,32 @@ def test_wrong_programs_and_baselines_are_refused():
         transfer.baseline_entries(["zero"], programs.__getitem__)
 
 
+def test_plain_ppo_is_the_zero_reward_program_through_the_same_combiner():
+    """The baseline row differs from a program's in nothing but the intrinsic reward: the zero-reward
+    program, through the combiner and normalisation, trains exactly as PPO with no curiosity module."""
+    from metacurio.agent import gym_trainer
+    from metacurio.agent.gym_presets import preset
+
+    quick = dataclasses.replace(preset("CartPole-v1", "quick"), seeds=(4,))
+    combiner = reference_programs()["combiner_paper"]
+    worker = transfer.TransferJob(quick.to_json()).start()
+    baseline = worker.run(transfer.Task(transfer.plain_ppo(), combiner, 4))
+    [without_module] = gym_trainer.train(quick, curiosity=None, combiner=combiner)
+    assert baseline.episode_returns == without_module.episode_returns and len(baseline.episode_returns) > 3
+    assert baseline.curve == without_module.curve
+
+
 def test_a_failing_task_becomes_an_error_row():
     from metacurio.agent.gym_presets import preset
     from search.executor import LocalExecutor
 
     broken = json.loads(preset("CartPole-v1", "quick").to_json()) | {"env_id": "NoSuchEnv-v0"}
     executor = LocalExecutor(transfer.TransferJob(json.dumps(broken)))
-    (outcome,) = executor.map([transfer.Task(transfer.plain_ppo(), None, 4)])
-    row = transfer.row_of(outcome, "NoSuchEnv-v0")
+    combiner = reference_programs()["combiner_sum"]
+    (outcome,) = executor.map([transfer.Task(transfer.plain_ppo(), combiner, 4)])
+    row = transfer.row_of(outcome, "NoSuchEnv-v0/quick")
     assert row.score is None and "unknown gymnasium environment 'NoSuchEnv-v0'" in row.error
-    assert (row.program_id, row.stage, row.env, row.seed) == ("none", "transfer", "NoSuchEnv-v0", 4)
+    assert (row.program_id, row.stage, row.env, row.seed) == (transfer.plain_ppo().id, "transfer", "NoSuchEnv-v0/quick", 4)
     assert row.worker.startswith("local:") and row.seconds > 0
 
 
@@ -98,19 +115,37 @@ def test_top_programs_are_the_best_completed(search_run):
         transfer.top_programs(store, 0)
 
 
-def test_rows_are_stored_and_tabulated_per_env_and_seed(search_run):
+def test_rows_are_stored_and_tabulated_per_target_and_seed(search_run):
     store, programs = search_run
-    rnd = transfer.entry_of(programs["rnd"])
-    stored = [_row(rnd.id, 4, 10.0), _row(rnd.id, 104, 20.0), _row("none", 4, None, error="boom"), _row(rnd.id, 4, 999.0, "Acrobot-v1")]
+    rnd, plain = transfer.entry_of(programs["rnd"]), transfer.plain_ppo()
+    stored = [_row(rnd.id, 4, 10.0), _row(rnd.id, 104, 20.0), _row(plain.id, 4, None, error="boom"), _row(rnd.id, 4, 999.0, "Acrobot-v1")]
     for row in stored:
         store.record_transfer(row)
-    assert transfer.stored_keys(store, "CartPole-v1") == {(rnd.id, 4), (rnd.id, 104), ("none", 4)}
+    assert transfer.stored_keys(store, "CartPole-v1") == {(rnd.id, 4), (rnd.id, 104), (plain.id, 4)}
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
         store.record_transfer(_row(rnd.id, 4, 11.0))
-    rows = transfer.table_rows(store, [transfer.plain_ppo(), rnd], "CartPole-v1", seeds=(4, 104))
-    assert [r.entry.id for r in rows] == [rnd.id, "none"]
+    rows = transfer.table_rows(store, [plain, rnd], "CartPole-v1", seeds=(4, 104))
+    assert [r.entry.id for r in rows] == [rnd.id, plain.id]
     assert rows[0].mean == 15.0 and rows[0].stderr == pytest.approx(5.0) and rows[0].trials == 2
     assert math.isnan(rows[1].mean) and rows[1].error == "boom"
+    assert rows[0].versus_plain is None  # plain PPO has no score on any seed
+
+
+def test_table_pairs_every_program_with_plain_ppo_by_seed(search_run):
+    store, programs = search_run
+    rnd, plain = transfer.entry_of(programs["rnd"]), transfer.plain_ppo()
+    for seed, mine, theirs in ((4, 10.0, 7.0), (104, 20.0, 16.0), (204, 30.0, 25.0), (304, 99.0, None)):
+        store.record_transfer(_row(rnd.id, seed, mine))
+        if theirs is not None:
+            store.record_transfer(_row(plain.id, seed, theirs))
+    rows = {r.entry.id: r for r in transfer.table_rows(store, [plain, rnd], "CartPole-v1", seeds=(4, 104, 204, 304))}
+    versus = rows[rnd.id].versus_plain
+    # Seed 304 has no plain PPO lifetime, so it is left out of the pairs: differences 3, 4, 5.
+    assert versus.seeds == 3 and versus.mean == pytest.approx(4.0)
+    half_width = 4.302653 * 1.0 / math.sqrt(3)  # t(0.975, 2) · sd / √n
+    assert (versus.low, versus.high) == (pytest.approx(4.0 - half_width), pytest.approx(4.0 + half_width))
+    assert rows[plain.id].versus_plain is None
+    assert transfer.difference_text(versus) == f"+4.00 [{4 - half_width:+.2f}, {4 + half_width:+.2f}]"
     # Search results are untouched and unaffected.
     assert [r.program_id for r in store.ranking(st.SEARCH)][:1] == [programs["fast"].id]
 
@@ -120,12 +155,14 @@ def test_settings_clash_is_refused(search_run):
 
     store, _ = search_run
     quick = preset("CartPole-v1", "quick")
-    transfer.check_settings(store, quick, "abc")
-    transfer.check_settings(store, dataclasses.replace(quick, seeds=(7,)), "abc")
-    with pytest.raises(transfer.TransferError, match="already holds CartPole-v1 transfer results"):
-        transfer.check_settings(store, preset("CartPole-v1", "paper"), "abc")
-    with pytest.raises(transfer.TransferError, match="another preset"):
-        transfer.check_settings(store, quick, "other-combiner")
+    transfer.check_settings(store, quick, "quick", "abc")
+    transfer.check_settings(store, dataclasses.replace(quick, seeds=(7,)), "quick", "abc")
+    # Another budget is another target: both are kept apart.
+    transfer.check_settings(store, preset("CartPole-v1", "paper"), "paper", "abc")
+    with pytest.raises(transfer.TransferError, match="already holds CartPole-v1/quick transfer results"):
+        transfer.check_settings(store, dataclasses.replace(quick, max_episode_steps=9), "quick", "abc")
+    with pytest.raises(transfer.TransferError, match="another combiner"):
+        transfer.check_settings(store, quick, "quick", "other-combiner")
 
 
 # The command line
@@ -141,7 +178,7 @@ def test_cli_transfer_quick_preset_stores_and_resumes(tmp_path, capsys):
     with RunStore.open(out) as store:
         first = store.evaluations(transfer.STAGE)
         assert sorted((r.program_id, r.env, r.seed) for r in first) == sorted(
-            [(reference_programs()["fast"].id, "CartPole-v1", 4), ("none", "CartPole-v1", 4)]
+            [(reference_programs()["fast"].id, "CartPole-v1/quick", 4), (transfer.plain_ppo().id, "CartPole-v1/quick", 4)]
         )
         assert all(r.error is None and r.env_steps == 2 * 256 and len(r.curve) == 4 for r in first)
         assert set(json.loads(store.meta(transfer.PROGRAMS_META))) == {r.program_id for r in first}
@@ -169,7 +206,7 @@ def test_kill_9_then_rerun_repeats_no_lifetime(tmp_path):
     with RunStore.open(out) as store:
         rows = store.evaluations(transfer.STAGE)
     assert sorted((r.program_id, r.seed) for r in rows) == sorted(
-        (pid, seed) for pid in (reference_programs()["fast"].id, "none") for seed in (4, 104)
+        (pid, seed) for pid in (reference_programs()["fast"].id, transfer.plain_ppo().id) for seed in (4, 104)
     )
     # The killed run's lifetimes are kept as they were; the rerun ran only the others.
     assert [r for r in rows if r.worker.endswith(f":{process.pid}")] == killed

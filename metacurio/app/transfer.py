@@ -4,16 +4,20 @@
     metacurio transfer fast ccim my_program.json --env Acrobot-v1 --preset quick
 
 Every program and every baseline (plain PPO and the reference programs RND, ICM-style,
-disagreement, FAST, CCIM) trains one agent lifetime per seed on the same seeds, with the same
-reward combiner (the paper's by default). One task per (program, seed), run by the search's
-executor (``search.executor``: Ray actors in parallel, or one after another in this process)
-with ``TransferJob`` as every worker's job. Results go to the run's store as evaluations of
-stage ``transfer`` keyed by (program, 'transfer', env id, seed), one transaction per lifetime;
-a rerun skips what is stored, so an interrupted transfer resumes and repeats nothing. The table
-gives the mean extrinsic episode return over the lifetime, mean ± standard error over seeds.
+disagreement, kNN novelty, FAST, CCIM) trains one agent lifetime per seed on the same seeds,
+through the same reward pipeline: the curiosity program's reward, the reward combiner (the
+paper's by default) and return normalisation. Plain PPO is the zero-reward program
+``results/programs/none.json``, so it differs from the others in nothing but its intrinsic
+reward. One task per (program, seed), run by the search's executor (``search.executor``: Ray
+actors in parallel, or one after another in this process) with ``TransferJob`` as every
+worker's job.
 
-Plain PPO (program id ``none``) gets extrinsic reward only: no intrinsic reward and no
-combiner, whose early weighting towards intrinsic reward would only starve it.
+Results go to the run's store as evaluations of stage ``transfer`` keyed by (program,
+'transfer', target, seed), one transaction per lifetime, where the target names the
+environment and the budget (``LunarLander-v3/paper``), so a reduced budget never mixes with
+the paper's; a rerun skips what is stored, so an interrupted transfer resumes and repeats
+nothing. The table gives the mean extrinsic episode return over the lifetime, mean ± standard
+error over seeds, and each program's paired difference to plain PPO with a 95 % t-interval.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from rich.table import Table
 
 from metacurio.agent import gym_presets
 from metacurio.agent.gym_presets import GymPreset
+from metacurio.app.report.data import PairedDifference, paired_difference
 from metacurio.arguments import check_at_least, check_seeds
 from metacurio.core import program_io
 from metacurio.core.program import Program
@@ -45,8 +50,8 @@ from search.store import FILE, TRANSFER, EvaluationRow, RunStore, aggregate
 
 STAGE = TRANSFER
 PLAIN_PPO = "none"
-"""Program id of the no-curiosity baseline."""
-BASELINES = (PLAIN_PPO, "rnd", "icm", "disagreement", "fast", "ccim")
+"""Reference name of the no-curiosity baseline, the zero-reward program."""
+BASELINES = (PLAIN_PPO, "rnd", "icm", "disagreement", "knn_novelty", "fast", "ccim")
 """Baselines run next to the programs: plain PPO and reference programs from results/programs/."""
 PROGRAMS_META = st.TRANSFER_PROGRAMS_META
 
@@ -61,8 +66,8 @@ class Entry:
 
     id: str
     name: str
-    program: Program | None
-    """Parsed and validated when it entered; None for plain PPO."""
+    program: Program
+    """Parsed and validated when it entered."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +75,7 @@ class Task:
     """One lifetime: an entry with one seed, on the preset of its ``TransferJob``."""
 
     entry: Entry
-    combiner: Program | None
+    combiner: Program
     seed: int
 
 
@@ -85,13 +90,21 @@ class Row:
     error: str | None
     env_steps: int
     seconds: float
+    versus_plain: "PairedDifference | None" = None
+    """This entry − plain PPO, paired by seed (None for plain PPO itself or without two shared seeds)."""
 
 
 # Planning
 
 
 def plain_ppo() -> Entry:
-    return Entry(PLAIN_PPO, "No curiosity (plain PPO)", None)
+    """The zero-reward program: PPO through the same combiner and normalisation as every program."""
+    return entry_of(program_io.resolve(PLAIN_PPO))
+
+
+def target(env_id: str, preset_name: str) -> str:
+    """What transfer rows are stored under: the environment with its budget."""
+    return f"{env_id}/{preset_name}"
 
 
 def entry_of(program: Program) -> Entry:
@@ -105,7 +118,7 @@ def baseline_entries(names: Sequence[str], resolve) -> list[Entry]:
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
         raise TransferError(f"unknown baseline {unknown[0]!r}; known: {', '.join(BASELINES)}")
-    return [plain_ppo() if name == PLAIN_PPO else entry_of(resolve(name)) for name in names]
+    return [entry_of(resolve(name)) for name in names]
 
 
 def top_programs(store, k: int) -> list[Program]:
@@ -130,12 +143,10 @@ def unique(entries: Sequence[Entry]) -> list[Entry]:
     return list(seen.values())
 
 
-def pending_tasks(entries: Sequence[Entry], preset, combiner: Program | None, done: set[tuple[str, int]]) -> list[Task]:
-    """Tasks for every (entry, seed) not yet stored, grouped by entry so a worker reuses its compile.
-
-    Plain PPO gets no combiner (extrinsic reward only, see the module doc)."""
+def pending_tasks(entries: Sequence[Entry], preset, combiner: Program, done: set[tuple[str, int]]) -> list[Task]:
+    """Tasks for every (entry, seed) not yet stored, grouped by entry so a worker reuses its compile."""
     return [
-        Task(entry, None if entry.id == PLAIN_PPO else combiner, seed)
+        Task(entry, combiner, seed)
         for entry in entries
         for seed in preset.seeds
         if (entry.id, seed) not in done
@@ -173,9 +184,9 @@ class TransferWorker:
         result = self._trainer(task.entry.program, task.combiner).run(task.seed, self._preset.max_episode_steps)
         return dataclasses.replace(result, params=None)
 
-    def _trainer(self, program: Program | None, combiner: Program | None):
+    def _trainer(self, program: Program, combiner: Program):
         # One trainer at a time: tasks come grouped by entry, and each holds its compiled functions.
-        key = (None if program is None else program.id, None if combiner is None else combiner.id)
+        key = (program.id, combiner.id)
         if key != self._key:
             # Workers only: the command that plans and tabulates a transfer never loads JAX or gymnasium.
             from envs import gymnasium_envs
@@ -183,23 +194,23 @@ class TransferWorker:
             from metacurio.core.compiler import compile_program
 
             spaces = gymnasium_envs.inspect_env(self._preset.env_id)
-            curiosity_module = None if program is None else compile_program(program)
-            combiner_module = None if combiner is None else compile_program(combiner)
-            self._trainer_of_key = gym_trainer.GymTrainer(spaces, self._preset.ppo, curiosity_module, combiner_module)
+            self._trainer_of_key = gym_trainer.GymTrainer(
+                spaces, self._preset.ppo, compile_program(program), compile_program(combiner)
+            )
             self._key = key
         return self._trainer_of_key
 
 
-def row_of(outcome, env_id: str) -> EvaluationRow:
+def row_of(outcome, target_name: str) -> EvaluationRow:
     """A task's ``search.executor.Outcome`` as its store row; a failure is the row's error."""
     task, result = outcome.task, outcome.result
     if result is None:
-        return EvaluationRow(task.entry.id, STAGE, env_id, task.seed, None, (), (), False, outcome.error, 0,
+        return EvaluationRow(task.entry.id, STAGE, target_name, task.seed, None, (), (), False, outcome.error, 0,
                              outcome.seconds, outcome.worker, time.time())  # fmt: skip
     return EvaluationRow(
         program_id=task.entry.id,
         stage=STAGE,
-        env=env_id,
+        env=target_name,
         seed=task.seed,
         score=result.score,
         curve=result.curve,
@@ -224,10 +235,10 @@ def open_or_create_store(run_dir: Path, create: bool, command: str):
     return RunStore.open(run_dir)
 
 
-def check_settings(store, preset, combiner_id: str) -> None:
-    """One agent, budget and combiner per (run, env): results of different settings must never be
-    averaged. Seeds may differ between invocations (each seed's lifetime is independent)."""
-    key = f"transfer:{preset.env_id}"
+def check_settings(store, preset, preset_name: str, combiner_id: str) -> None:
+    """One agent, budget and combiner per (run, target): results of different settings must never
+    be averaged. Seeds may differ between invocations (each seed's lifetime is independent)."""
+    key = f"transfer:{target(preset.env_id, preset_name)}"
     fields = {k: v for k, v in json.loads(preset.to_json()).items() if k != "seeds"}
     settings = json.dumps({"preset": fields, "combiner": combiner_id}, sort_keys=True)
     stored = store.meta(key)
@@ -235,8 +246,8 @@ def check_settings(store, preset, combiner_id: str) -> None:
         store.set_meta({key: settings})
     elif stored != settings:
         raise TransferError(
-            f"run {store.run_dir} already holds {preset.env_id} transfer results with another preset, seeds or combiner; "
-            "use another --out (or the same --preset and --combiner)"
+            f"run {store.run_dir} already holds {target(preset.env_id, preset_name)} transfer results with other "
+            "settings or another combiner; use another --out (or the same --preset and --combiner)"
         )
 
 
@@ -246,34 +257,41 @@ def remember_entries(store, entries: Sequence[Entry]) -> None:
     store.set_meta({PROGRAMS_META: json.dumps(known, sort_keys=True)})
 
 
-def stored_keys(store, env_id: str) -> set[tuple[str, int]]:
-    return {(r.program_id, r.seed) for r in store.evaluations(STAGE) if r.env == env_id}
+def stored_keys(store, target_name: str) -> set[tuple[str, int]]:
+    return {(r.program_id, r.seed) for r in store.evaluations(STAGE) if r.env == target_name}
 
 
-def table_rows(store, entries: Sequence[Entry], env_id: str, seeds: Sequence[int]) -> list[Row]:
-    """Per-entry aggregates of the stored transfer results on ``env_id`` and ``seeds``, best mean first."""
+def table_rows(store, entries: Sequence[Entry], target_name: str, seeds: Sequence[int]) -> list[Row]:
+    """Per-entry aggregates of the stored transfer results on ``target_name`` and ``seeds``, best
+    mean first, each with its paired difference to plain PPO when plain PPO ran."""
     by_id: dict[str, list] = {}
     for row in store.evaluations(STAGE):
-        if row.env == env_id and row.seed in seeds:
+        if row.env == target_name and row.seed in seeds:
             by_id.setdefault(row.program_id, []).append(row)
+    plain = by_id.get(program_io.resolve(PLAIN_PPO).id)
     rows = []
     for entry in entries:
         if entry.id in by_id:
             r = aggregate(entry.id, by_id[entry.id])
-            rows.append(Row(entry, r.mean, r.stderr, r.trials, r.error, r.env_steps, r.seconds))
+            versus = None if plain is None or by_id[entry.id] is plain else paired_difference(by_id[entry.id], plain)
+            rows.append(Row(entry, r.mean, r.stderr, r.trials, r.error, r.env_steps, r.seconds, versus))
     # Entries whose every seed failed have no mean; they go last.
     return sorted(rows, key=lambda r: (math.isnan(r.mean), 0.0 if math.isnan(r.mean) else -r.mean, r.entry.id))
 
 
 def print_table(rows: Sequence[Row], env_id: str, preset_name: str, file=None) -> None:
-    title = f"{env_id} ({preset_name}): mean extrinsic episode return over the lifetime, mean ± s.e. over seeds"
+    title = (
+        f"{env_id} ({preset_name}): mean extrinsic episode return over the lifetime, mean ± s.e. over seeds; "
+        "vs plain PPO: paired by seed, 95 % t-interval"
+    )
     table = Table(title=title)
-    for column in ("program", "id", "return", "seeds", "env steps", "seconds", "error"):
+    for column in ("program", "id", "return", "vs plain PPO", "seeds", "env steps", "seconds", "error"):
         table.add_column(column, overflow="fold")
     for row in rows:
         score = "–" if math.isnan(row.mean) else f"{row.mean:.2f} ± {row.stderr:.2f}"
         steps, seconds = f"{row.env_steps:,}", f"{row.seconds:.0f}"
-        table.add_row(row.entry.name, row.entry.id, score, str(row.trials), steps, seconds, row.error or "")
+        versus = difference_text(row.versus_plain)
+        table.add_row(row.entry.name, row.entry.id, score, versus, str(row.trials), steps, seconds, row.error or "")
     Console(file=file or sys.stdout, width=160).print(table)
 
 
@@ -294,7 +312,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--env", required=True, help="a gymnasium id: LunarLander-v3, LunarLanderContinuous-v3, Acrobot-v1, Ant-v5, ..."
     )
-    parser.add_argument("--preset", choices=("paper", "quick"), default="paper", help="the paper's budget, or a smoke run")
+    parser.add_argument(
+        "--preset",
+        choices=gym_presets.PRESET_NAMES,
+        default="paper",
+        help="the paper's budget, a reduced one (Ant-v5), or a smoke run",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", help="trial seeds (default: the preset's)")
     parser.add_argument("--out", help="run directory for PROGRAM... (default runs/transfer-ENV-PRESET); not with RUN")
     parser.add_argument("--combiner", default="combiner_paper", help="reward combiner program (combiner_sum: i + e)")
@@ -352,14 +375,24 @@ def run_cli(args) -> None:
             if given is None:
                 given = [entry_of(p) for p in top_programs(store, args.top)]
             entries = unique(given + baselines)
-            check_settings(store, preset, combiner.id)
+            check_settings(store, preset, args.preset, combiner.id)
             remember_entries(store, entries)
-            tasks = pending_tasks(entries, preset, combiner, stored_keys(store, args.env))
-            run_tasks(tasks, store, preset, args, len(entries) * len(preset.seeds))
-            rows = table_rows(store, entries, args.env, preset.seeds)
+            target_name = target(args.env, args.preset)
+            tasks = pending_tasks(entries, preset, combiner, stored_keys(store, target_name))
+            run_tasks(tasks, store, preset, target_name, args, len(entries) * len(preset.seeds))
+            rows = table_rows(store, entries, target_name, preset.seeds)
             print_table(rows, args.env, args.preset)
-    print(f"results in {run_dir / 'store.sqlite'} (stage '{STAGE}', env '{args.env}')")
-    _raise_on_failures(rows, args.env)
+    print(f"results in {run_dir / 'store.sqlite'} (stage '{STAGE}', target '{target_name}')")
+    _raise_on_failures(rows, target_name)
+
+
+def difference_text(difference: PairedDifference | None) -> str:
+    """"+12.3 [+1.2, +23.4]" (the interval when it exists), or "–"."""
+    if difference is None:
+        return "–"
+    if math.isnan(difference.low):
+        return f"{difference.mean:+.2f} (no spread)"
+    return f"{difference.mean:+.2f} [{difference.low:+.2f}, {difference.high:+.2f}]"
 
 
 def _raise_on_failures(rows: Sequence[Row], env_id: str) -> None:
@@ -373,7 +406,7 @@ def _raise_on_failures(rows: Sequence[Row], env_id: str) -> None:
         )
 
 
-def run_tasks(tasks: Sequence[Task], store, preset, args, total: int) -> None:
+def run_tasks(tasks: Sequence[Task], store, preset, target_name: str, args, total: int) -> None:
     """Run ``tasks`` and store each lifetime as it finishes, so a killed transfer keeps it."""
     if not tasks:
         return
@@ -382,7 +415,7 @@ def run_tasks(tasks: Sequence[Task], store, preset, args, total: int) -> None:
     progress.stage("transfer", total, total - len(tasks))
     try:
         for outcome in executor.map(tasks):
-            row = row_of(outcome, preset.env_id)
+            row = row_of(outcome, target_name)
             store.record_transfer(row)
             progress.advance(f"{row.program_id} seed {row.seed}: " + (f"{row.score:.2f}" if row.error is None else "failed"))
             raise_if_requested()
