@@ -294,3 +294,51 @@ def test_export_includes_the_controls_rows(run_dir, programs, tmp_path):
     assert len(controls) == len(CONTROLS) * len(SEEDS) and count == len(rows)
     none = next(r for r in controls if r["program_id"] == programs["none"].id)
     assert (none["size"], none["ops"]) == ("1", "Identity")
+
+
+TRANSFER_SCORES = {"none": (1.0, 2.0, 3.0), "icm": (9.0, 12.0, 12.0), "rnd": (21.0, 22.0, 23.0), "fast": (2.0, 1.0, 0.0)}
+"""Per-seed transfer returns on seeds 4, 104, 204."""
+
+
+def _add_transfer(run_dir, programs):
+    store = RunStore.open(run_dir)
+    names = {programs[n].id: {"name": n, "json": _json(programs[n])} for n in TRANSFER_SCORES}
+    settings = {"preset": {"ppo": {"num_envs": 5, "rollout_steps": 256, "lifetime_steps": 9984}, "max_episode_steps": 500}, "combiner": "ffd6798c8127"}
+    store.set_meta({st.TRANSFER_PROGRAMS_META: json.dumps(names), "transfer:LunarLander-v3/paper": json.dumps(settings)})
+    for name, scores in TRANSFER_SCORES.items():
+        for seed, score in zip((4, 104, 204), scores):
+            row = EvaluationRow(programs[name].id, st.TRANSFER, "LunarLander-v3/paper", seed, score, (score / 2, score), (128, 256), False, None, 1280, 1.0, "w0", 0.0)
+            store.record_transfer(row)
+    fast = programs["fast"].id
+    store.record_outcome(fast, st.FRESH, _rows(fast, st.FRESH, (50.0, 52.0)), st.COMPLETED, "{}")
+    store.close()
+
+
+def test_transfer_section_pairs_with_plain_ppo_and_correlates_with_the_gridworld(run_dir, programs):
+    from metacurio.app.report.sections import section_transfer
+
+    _add_transfer(run_dir, programs)
+    data = load(run_dir)
+    text = "\n".join(section_transfer(data))
+    data.store.close()
+    assert "### LunarLander-v3 (paper budget)" in text
+    assert "5 env(s) × 39 PPO updates of 256 steps (9,984 steps per env), episodes cut at 500 steps" in text
+    # RND (21, 22, 23) − plain PPO (1, 2, 3): 20 on every seed, no spread, so no interval.
+    assert f"| rnd | `{programs['rnd'].id}` | 22.0 ± 0.6 | +20.0 (same on all 3 seeds, no interval) | 3 | 75.0 ± 1.0 |" in text
+    # ICM − plain PPO: 8, 10, 9, mean 9, s.e. 1/√3, t(0.975, 2) = 4.303: [6.5, 11.5], resolved.
+    assert "| **+9.0 [+6.5, +11.5]** |" in text
+    # FAST − plain PPO: 1, −1, −3: mean −1, s.e. 2/√3 · ... unresolved.
+    assert "Against plain PPO: 1 of 3 programs resolve above it, 0 below, 2 unresolved." in text
+    # Gridworld (fresh) order fast 51 < icm 70 < rnd 75, the same as the returns: ρ = +1.
+    assert "over the 3 programs with both: +1.00" in text
+    rows = text.splitlines()
+    order = [line.split("|")[1].strip() for line in rows if line.startswith("| ") and "`" in line]
+    assert order == ["rnd", "icm", "none", "fast"]
+
+
+def test_report_draws_the_transfer_figures_only_when_there_are_transfers(run_dir, programs):
+    assert not any(p.name.startswith("transfer") for p in write_report(run_dir))
+    _add_transfer(run_dir, programs)
+    written = {p.name for p in write_report(run_dir)}
+    assert {"transfer_curves.png", "transfer_scatter.png"} <= written
+    assert "## Transfer" in (run_dir / "report.md").read_text()

@@ -37,6 +37,9 @@ def test_entries_baselines_and_pending_tasks():
     fast, none, rnd = programs["fast"].id, programs["none"].id, programs["rnd"].id
     assert [e.id for e in entries] == [fast, none, rnd]
     assert entries[1] == transfer.plain_ppo() and entries[1].program.kind == "curiosity"
+    # A searched program stored without a name takes the name of the baseline it equals.
+    unnamed = transfer.Entry(fast, fast, dataclasses.replace(programs["fast"], name=""))
+    assert [(e.id, e.name) for e in transfer.unique([unnamed] + entries[1:] + [entries[0]])][0] == (fast, "FAST")
     from metacurio.agent.gym_presets import preset
 
     quick = dataclasses.replace(preset("CartPole-v1", "quick"), seeds=(4, 104))

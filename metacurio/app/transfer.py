@@ -136,10 +136,13 @@ def top_programs(store, k: int) -> list[Program]:
 
 
 def unique(entries: Sequence[Entry]) -> list[Entry]:
-    """First occurrence of each id: a program given twice (or also a baseline) runs once."""
+    """First occurrence of each id: a program given twice (or also a baseline) runs once, under
+    the first name that is more than its id (a searched program that is also FAST is shown as FAST)."""
     seen: dict[str, Entry] = {}
     for entry in entries:
-        seen.setdefault(entry.id, entry)
+        first = seen.setdefault(entry.id, entry)
+        if first.name == first.id and entry.name != entry.id:
+            seen[entry.id] = dataclasses.replace(first, name=entry.name)
     return list(seen.values())
 
 

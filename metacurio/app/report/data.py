@@ -161,6 +161,82 @@ def paired_difference(program: Sequence[EvaluationRow], control: Sequence[Evalua
     return PairedDifference(mean, float(low), float(high), len(seeds))
 
 
+@dataclasses.dataclass(frozen=True)
+class TransferRow:
+    """One program on one transfer target: its result, against plain PPO, and its gridworld score."""
+
+    program_id: str
+    name: str
+    result: ProgramResult
+    versus_plain: PairedDifference | None
+    """This program − plain PPO, paired by seed (None for plain PPO itself)."""
+    is_plain: bool
+    """This row is plain PPO (the zero-reward program)."""
+    gridworld: ProgramResult | None
+    """The same program's gridworld score on the run's fresh seeds (fresh or control-fresh stage),
+    where it has one: every program with one was scored on the same fresh seeds."""
+    rows: list[EvaluationRow]
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferTarget:
+    """Every program transferred to one environment at one budget (``env/preset``)."""
+
+    name: str
+    settings: dict
+    """The stored preset (agent, budget, episode limit) and combiner id of this target."""
+    rows: list[TransferRow]
+    """Best mean first; programs whose every seed failed last."""
+
+    @property
+    def env_id(self) -> str:
+        return self.name.rsplit("/", 1)[0]
+
+    @property
+    def preset(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+
+PLAIN_PPO = "none"
+"""Reference name of the zero-reward program that stands for plain PPO in transfer tables."""
+PRESET_ORDER = ("paper", "reduced", "quick")
+
+
+def transfer_targets(data: RunData) -> list[TransferTarget]:
+    """The run's transfer results per target, each program paired with plain PPO by seed."""
+    names = {pid: entry["name"] for pid, entry in json.loads(data.store.meta(st.TRANSFER_PROGRAMS_META) or "{}").items()}
+    plain_id = program_io.resolve(PLAIN_PPO).id
+    by_target: dict[str, dict[str, list[EvaluationRow]]] = {}
+    for row in sorted(data.rows.get(st.TRANSFER, []), key=lambda r: r.seed):
+        by_target.setdefault(row.env, {}).setdefault(row.program_id, []).append(row)
+    targets = []
+    for name, programs in by_target.items():
+        plain = programs.get(plain_id)
+        rows = []
+        for pid, evaluations in programs.items():
+            versus = None if plain is None or pid == plain_id else paired_difference(evaluations, plain)
+            gridworld = data.results.get(st.FRESH, {}).get(pid) or data.results.get(st.CONTROL_FRESH, {}).get(pid)
+            result = st.aggregate(pid, evaluations)
+            rows.append(TransferRow(pid, names.get(pid, pid), result, versus, pid == plain_id, gridworld, evaluations))
+        rows.sort(key=lambda r: (math.isnan(r.result.mean), 0.0 if math.isnan(r.result.mean) else -r.result.mean, r.program_id))
+        settings = json.loads(data.store.meta(f"transfer:{name}") or "{}")
+        targets.append(TransferTarget(name, settings, rows))
+    return sorted(targets, key=_target_order)
+
+
+def _target_order(target: TransferTarget) -> tuple:
+    preset = PRESET_ORDER.index(target.preset) if target.preset in PRESET_ORDER else len(PRESET_ORDER)
+    return (target.env_id, preset, target.name)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Spearman's ρ and its two-sided p-value (scipy); nan for fewer than three pairs or no spread."""
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return math.nan, math.nan
+    result = stats.spearmanr(x, y)
+    return float(result.statistic), float(result.pvalue)
+
+
 def parse_program(data: RunData, program_id: str) -> Program:
     """A stored program; results for a program the store does not hold mean a damaged store."""
     row = data.programs.get(program_id)

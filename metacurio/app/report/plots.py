@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from metacurio.app.report.data import ReportConfig, RunData, funnel, pruning
+from metacurio.app.report.data import ReportConfig, RunData, TransferTarget, funnel, pruning, spearman, transfer_targets
 from metacurio.core.program import Program
 from search import store as st
 from search.store import EvaluationRow
@@ -26,7 +26,7 @@ def plot_all(
         plot_scores(data, folder / "scores.png"),
         plot_sorted(data, references, folder / "sorted_scores.png"),
         plot_curves(data, report, folder / "curves.png"),
-    ]
+    ] + plot_transfer(data, folder)
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -141,3 +141,52 @@ def _mean_curve(ax, rows: Sequence[EvaluationRow], label: str, **style) -> None:
     spread = curves.std(axis=0, ddof=1) / math.sqrt(len(rows)) if len(rows) > 1 else np.zeros(width)
     (line,) = ax.plot(steps, mean, label=label, **style)
     ax.fill_between(steps, mean - spread, mean + spread, alpha=0.15, color=line.get_color())
+
+
+def plot_transfer(data: RunData, folder: Path) -> list[Path]:
+    """Learning curves per transfer target, and gridworld score against transfer return (none without transfers)."""
+    targets = [t for t in transfer_targets(data) if t.rows]
+    if not targets:
+        return []
+    return [plot_transfer_curves(targets, folder / "transfer_curves.png"), plot_transfer_scatter(targets, folder / "transfer_scatter.png")]
+
+
+def _panels(count: int, width: float, height: float):
+    columns = min(count, 3)
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(width * columns, height * rows))
+    return figure, figure.subplots(rows, columns, squeeze=False).ravel()
+
+
+def plot_transfer_curves(targets: Sequence[TransferTarget], path: Path) -> Path:
+    figure, axes = _panels(len(targets), 5.5, 4.0)
+    for ax, target in zip(axes, targets):
+        for row in target.rows:
+            style = {"color": "black", "linestyle": "--", "linewidth": 1.6} if row.is_plain else {}
+            _mean_curve(ax, row.rows, row.name if len(row.name) <= 24 else row.program_id, **style)
+        ax.set_title(f"{target.env_id} ({target.preset})", fontsize=9)
+        ax.set_xlabel("env steps per environment")
+        ax.set_ylabel("mean episode return so far")
+        if ax.lines:
+            ax.legend(fontsize=6)
+    for ax in axes[len(targets):]:
+        ax.set_visible(False)
+    return _save(figure, path)
+
+
+def plot_transfer_scatter(targets: Sequence[TransferTarget], path: Path) -> Path:
+    figure, axes = _panels(len(targets), 4.5, 4.0)
+    for ax, target in zip(axes, targets):
+        both = [r for r in target.rows if r.gridworld is not None and not math.isnan(r.result.mean)]
+        x, y = [r.gridworld.mean for r in both], [r.result.mean for r in both]
+        ax.errorbar(x, y, xerr=[r.gridworld.stderr for r in both], yerr=[r.result.stderr for r in both], fmt="o", ms=4)
+        for row in both:
+            ax.annotate(row.name if len(row.name) <= 16 else row.program_id, (row.gridworld.mean, row.result.mean), fontsize=6)
+        rho, _ = spearman(x, y)
+        rho_text = "ρ n/a" if math.isnan(rho) else f"Spearman ρ = {rho:+.2f}"
+        ax.set_title(f"{target.env_id} ({target.preset}): {rho_text}, n = {len(both)}", fontsize=9)
+        ax.set_xlabel("gridworld coverage (fresh seeds)")
+        ax.set_ylabel("transfer return")
+    for ax in axes[len(targets):]:
+        ax.set_visible(False)
+    return _save(figure, path)

@@ -11,6 +11,9 @@ from typing import Sequence
 import numpy as np
 
 from metacurio.app.report.data import (
+    TransferTarget,
+    spearman,
+    transfer_targets,
     PairedDifference,
     ReportConfig,
     RunData,
@@ -38,6 +41,7 @@ def markdown(data: RunData, report: ReportConfig, references: Sequence[tuple[str
         section_fresh(data),
         section_recall(data, report),
         section_elimination(data, report),
+        section_transfer(data),
     )
     return "\n".join(line for section in sections for line in section)
 
@@ -393,3 +397,67 @@ def section_references(data: RunData, references: Sequence[tuple[str, Program]])
     ]
     lines += [f"| {name} | `{p.id}` | {locate(data, p.id)} | {variants(data, p)} |" for name, p in references]
     return lines + [""]
+
+
+def section_transfer(data: RunData) -> list[str]:
+    """Transfer tables per environment and budget, against plain PPO, and whether the gridworld predicts them."""
+    targets = [t for t in transfer_targets(data) if t.rows]
+    if not targets:
+        return []
+    lines = [
+        "## Transfer",
+        "",
+        "One agent lifetime per seed; every row of a table ran on the same seeds through the same reward pipeline"
+        " (the program's intrinsic reward, the target's reward combiner, return normalisation). Plain PPO is the"
+        " zero-reward program, so it differs from the other rows in nothing but the intrinsic reward. Return: the"
+        " mean extrinsic return of the episodes that ended in the lifetime, mean ± s.e. over seeds. Against plain"
+        " PPO: the difference paired by seed with a 95 % t-interval, in bold where the interval excludes 0."
+        " Gridworld: the program's coverage on this run's fresh seeds, where it has one.",
+        "",
+    ]
+    for target in targets:
+        lines += _transfer_table(target)
+    return lines + ["![transfer learning curves](transfer_curves.png)", "", "![gridworld score against transfer return](transfer_scatter.png)", ""]
+
+
+def _transfer_table(target: TransferTarget) -> list[str]:
+    lines = [f"### {target.env_id} ({target.preset} budget)", "", _budget_text(target), ""]
+    lines += ["| program | id | return | vs plain PPO | seeds | gridworld (fresh) | error |", "|---|---|---:|---:|---:|---:|---|"]
+    for row in target.rows:
+        gridworld = "–" if row.gridworld is None else _pm(row.gridworld.mean, row.gridworld.stderr)
+        result = row.result
+        lines.append(
+            f"| {row.name} | `{row.program_id}` | {_pm(result.mean, result.stderr)} | {_difference_text(row.versus_plain)}"
+            f" | {result.trials} | {gridworld} | {result.error or ''} |"
+        )
+    paired = [r.versus_plain for r in target.rows if r.versus_plain is not None]
+    if paired:
+        above = sum(d.low > 0 for d in paired)
+        below = sum(d.high < 0 for d in paired)
+        lines += ["", f"Against plain PPO: {above} of {len(paired)} programs resolve above it, {below} below, {len(paired) - above - below} unresolved."]
+    both = [r for r in target.rows if r.gridworld is not None and r.result.error is None and not math.isnan(r.result.mean)]
+    rho, p_value = spearman([r.gridworld.mean for r in both], [r.result.mean for r in both])
+    if math.isnan(rho):
+        lines += ["", f"Too few programs ({len(both)}) with both a gridworld score and a return here for a rank correlation."]
+    else:
+        lines += [
+            "",
+            f"Does the gridworld predict this target? Spearman's ρ between gridworld coverage and return over the"
+            f" {len(both)} programs with both: {rho:+.2f} (two-sided p = {p_value:.2f}).",
+        ]
+    return lines + [""]
+
+
+def _budget_text(target: TransferTarget) -> str:
+    preset = target.settings.get("preset", {})
+    ppo = preset.get("ppo", {})
+    if not ppo:
+        return "Budget not stored."
+    updates = ppo["lifetime_steps"] // ppo["rollout_steps"]
+    limit = preset.get("max_episode_steps")
+    return (
+        f"Budget: {ppo['num_envs']} env(s) × {updates} PPO updates of {ppo['rollout_steps']:,} steps"
+        f" ({updates * ppo['rollout_steps']:,} steps per env)"
+        + ("" if limit is None else f", episodes cut at {limit:,} steps")
+        + f"; reward combiner `{target.settings.get('combiner', '?')}`."
+    )
