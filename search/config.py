@@ -14,13 +14,19 @@ from typing import Any
 
 from envs import gridworld_config
 from metacurio import arguments
+from metacurio.agent import gym_presets
 from metacurio.agent.config import GRIDWORLD_PAPER, PPOConfig
 from metacurio.agent.config import PAPER_SEEDS
 
-SPACES = ("curiosity",)
-"""Spaces the evaluator can search; reward combiners need a fixed curiosity program first."""
+SPACES = ("curiosity", "combiner")
+"""Spaces a search can cover: curiosity programs on the gridworld, or reward combiners with a
+fixed curiosity program on a gymnasium environment (design §4.4)."""
 CONTROLS = ("none", "rnd", "fast", "ccim")
 """Plain PPO (the zero-reward program ``none``) and the published methods a discovery must beat."""
+COMBINER_CONTROLS = ("combiner_paper", "combiner_sum")
+"""The paper's combiner and plain intrinsic + extrinsic: what a discovered combiner must beat."""
+ADDED_FIELDS = {"controls": (), "curiosity": "", "gym_env": "", "gym_budget": "paper"}
+"""Fields that runs stored before them lack, with what those runs did: no controls, a curiosity search."""
 
 
 class ConfigError(ValueError):
@@ -70,9 +76,18 @@ class SearchConfig:
     fresh_seeds: tuple[int, ...] = (1004, 1104, 1204, 1304, 1404)
     """Seeds of the fresh re-evaluation; disjoint from ``seeds``."""
     controls: tuple[str, ...] = CONTROLS
-    """Reference programs (``results/programs/NAME.json``) evaluated in full on the search seeds
-    and on the fresh seeds, in the same harness, so that every discovery is compared with them
-    seed by seed."""
+    """Reference programs (``results/programs/NAME.json``) of the searched space, evaluated in
+    full on the search seeds and on the fresh seeds, in the same harness, so that every discovery
+    is compared with them seed by seed."""
+    curiosity: str = ""
+    """Combiner searches: the fixed curiosity program every combiner runs with (a reference name
+    or a program file, ``metacurio.core.program_io.resolve``); empty for curiosity searches."""
+    gym_env: str = ""
+    """Combiner searches: the gymnasium environment id they evaluate on; empty for curiosity searches."""
+    gym_budget: str = "paper"
+    """Combiner searches: the ``metacurio.agent.gym_presets`` preset of ``gym_env`` whose agent
+    (rollout length, minibatches, episode time limit) they use; ``lifetime_steps`` and
+    ``num_envs`` of this config replace its lifetime and environment count."""
 
     def __post_init__(self):
         object.__setattr__(self, "seeds", _seeds(self.seeds, "seeds"))
@@ -83,6 +98,7 @@ class SearchConfig:
                 raise ConfigError(f"config field {name} must be true or false, got {getattr(self, name)!r}")
         if self.space not in SPACES:
             raise ConfigError(f"config field space must be one of {', '.join(SPACES)}, got {self.space!r}")
+        _check_space_fields(self)
         if self.env not in gridworld_config.PRESETS:
             raise ConfigError(f"config field env must be one of {', '.join(gridworld_config.PRESETS)}, got {self.env!r}")
         for name in ("max_ops", "dedup_steps", "lifetime_steps", "num_envs", "checkpoint_every", "top_k", "batch_size"):
@@ -109,16 +125,28 @@ class SearchConfig:
             raise ConfigError(f"config gives an impossible agent: {err}") from None
 
     def ppo(self) -> PPOConfig:
-        """The paper's PPO agent with this config's lifetime and number of environments."""
-        return dataclasses.replace(GRIDWORLD_PAPER, lifetime_steps=self.lifetime_steps, num_envs=self.num_envs)
+        """The search's PPO agent (the gridworld paper's, or ``gym_budget``'s for combiners) with
+        this config's lifetime and number of environments."""
+        base = GRIDWORLD_PAPER if self.space == "curiosity" else gym_presets.preset(self.gym_env, self.gym_budget).ppo
+        return dataclasses.replace(base, lifetime_steps=self.lifetime_steps, num_envs=self.num_envs)
 
     def grid(self) -> gridworld_config.GridConfig:
         return gridworld_config.PRESETS[self.env]
 
+    def gym_preset(self) -> gym_presets.GymPreset:
+        """A combiner search's environment, agent, lifetime and search seeds."""
+        base = gym_presets.preset(self.gym_env, self.gym_budget)
+        return dataclasses.replace(base, ppo=self.ppo(), seeds=self.seeds)
+
     @property
     def env_name(self) -> str:
         """The ``env`` column of this search's evaluations."""
-        return f"gridworld-{self.env}"
+        return f"gridworld-{self.env}" if self.space == "curiosity" else self.gym_env
+
+    @property
+    def score_name(self) -> str:
+        """What a score of this search measures, for reports and the command line."""
+        return "coverage" if self.space == "curiosity" else f"{self.gym_env} return"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -137,9 +165,9 @@ class SearchConfig:
 def from_dict(data: dict[str, Any]) -> SearchConfig:
     """A config from its fields; every field must be named, and nothing else.
 
-    Runs stored before searches ran controls lack ``controls``: they ran none.
+    Runs stored before a field of ``ADDED_FIELDS`` existed lack it and get what they did.
     """
-    data = {"controls": (), **data}
+    data = {**ADDED_FIELDS, **data}
     names = {f.name for f in dataclasses.fields(SearchConfig)}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -195,6 +223,22 @@ def _names(value, name: str) -> tuple[str, ...]:
     return names
 
 
+def _check_space_fields(config: SearchConfig) -> None:
+    """A combiner search names its fixed curiosity program and its environment; a curiosity search neither."""
+    if config.space == "curiosity":
+        for name in ("curiosity", "gym_env"):
+            if getattr(config, name):
+                raise ConfigError(f"config field {name} is for combiner searches; this search is over curiosity programs")
+        return
+    for name in ("curiosity", "gym_env", "gym_budget"):
+        if not isinstance(getattr(config, name), str) or not getattr(config, name):
+            raise ConfigError(f"config field {name} must name what a combiner search needs, got {getattr(config, name)!r}")
+    try:
+        gym_presets.preset(config.gym_env, config.gym_budget)
+    except gym_presets.PresetError as err:
+        raise ConfigError(f"config field gym_budget: {err}") from None
+
+
 def _integer(config: SearchConfig, name: str, minimum: int) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -237,7 +281,48 @@ TINY = dataclasses.replace(
 """A smoke test, about a minute on 2 cores with a warm compile cache: 8 programs of ≤ 4 ops,
 2 trials of 2 envs × 240 steps, checks every 48 steps."""
 
-PRESETS = {"tiny": TINY, "small": SMALL, "paper": PAPER}
+COMBINER = SearchConfig(
+    space="combiner",
+    max_ops=3,
+    curiosity="fast",
+    gym_env="LunarLander-v3",
+    gym_budget="paper",
+    dedup_steps=256,
+    seeds=PAPER_SEEDS[:2],
+    lifetime_steps=10_000,
+    num_envs=5,
+    checkpoint_every=768,
+    top_k=10,
+    batch_size=8,
+    limit=None,
+    recheck_sample=4,
+    fresh_top_k=5,
+    fresh_seeds=(1004, 1104, 1204),
+    controls=COMBINER_CONTROLS,
+)
+"""The combiner search on Lunar Lander at the paper's transfer budget (5 envs × 39 updates of 256
+steps, 500-step episodes) with FAST fixed: 2 search seeds, checks every 3 updates against the
+top 10, the best 5 on 3 fresh seeds. Give ``--limit``: a lifetime costs ~12 CPU-seconds."""
+
+COMBINER_TINY = dataclasses.replace(
+    COMBINER,
+    max_ops=1,
+    gym_budget="quick",
+    dedup_steps=64,
+    lifetime_steps=256,
+    num_envs=2,
+    checkpoint_every=128,
+    top_k=2,
+    batch_size=2,
+    limit=4,
+    recheck_sample=1,
+    fresh_top_k=1,
+    fresh_seeds=(1004,),
+)
+"""A smoke test, seconds per lifetime: 4 one-op combiners, 2 trials of 2 envs × 4 updates of
+64 steps, a check after 2 updates."""
+
+PRESETS = {"tiny": TINY, "small": SMALL, "paper": PAPER, "combiner-tiny": COMBINER_TINY, "combiner": COMBINER}
 
 
 def preset(name: str) -> SearchConfig:

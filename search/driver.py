@@ -38,9 +38,9 @@ from metacurio.core.program import Program
 from metacurio.jax_setup import set_up_process
 from metacurio.progress import ProgressDisplay
 from search import store as st
-from search.config import PRESETS, SearchConfig, load_file, preset, with_fields
+from search.config import PRESETS, SPACES, SearchConfig, load_file, preset, with_fields
 from search.enumerate import distinct_programs, enumerate_space
-from search.executor import ADDRESS_HELP, Task, WorkerSpec, check_address, make_executor
+from search.executor import ADDRESS_HELP, GymWorkerSpec, Task, WorkerSpec, check_address, make_executor
 from search.interrupts import raise_if_requested
 from search.predictor import search_features, select_batch
 from search.schedule import compute_cutoffs
@@ -49,6 +49,10 @@ from search.store import EvaluationRow, ProgramResult, ProgramRow, RunStore, Sto
 
 SELECT_STREAM, RECHECK_STREAM = 0, 1
 """Independent random streams derived from the config's selection seed."""
+CURIOSITY_META = "fixed_curiosity"
+"""Store meta key of a combiner search's fixed curiosity program (JSON), so that a resumed run
+does not depend on the file or name it was given as."""
+DEFAULT_PRESETS = {"curiosity": "tiny", "combiner": "combiner-tiny"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +68,8 @@ class Summary:
     """(program id, error) of every search-stage program that failed, in id order."""
     controls: list[tuple[str, ProgramResult]] = dataclasses.field(default_factory=list)
     """(name, result) of every control on the search seeds, best first."""
+    score_name: str = "coverage"
+    """What the scores measure (``SearchConfig.score_name``)."""
 
 
 @dataclasses.dataclass
@@ -118,12 +124,16 @@ def run_search(
         if config is None:
             raise ValueError("a fresh run needs a config")
         _check_space(programs or (), config)
-        resolve_controls(config.controls)
+        resolve_controls(config.controls, config.space)
+        fixed = fixed_curiosity(config)
     with RunLock(run_dir):
         if resume:
             store = RunStore.open(run_dir)
         else:
-            store = RunStore.create(run_dir, config, command, {"source": "enumeration" if programs is None else "programs"})
+            meta = {"source": "enumeration" if programs is None else "programs"}
+            if fixed is not None:
+                meta[CURIOSITY_META] = program_io.to_json(fixed)
+            store = RunStore.create(run_dir, config, command, meta)
         with store:
             if resume:
                 _check_same_config(store, config, run_dir)
@@ -131,7 +141,7 @@ def run_search(
             config = store.config()
             if not store.funnel():
                 _prepare(store, config, programs, placement)
-            pool = _Pool(config, placement)
+            pool = _Pool(config, placement, stored_curiosity(store))
             display = ProgressDisplay(progress, unit="programs")
             try:
                 _run_stages(store, config, pool, display)
@@ -183,17 +193,7 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None, p
     if not candidates:
         raise ValueError("the search has no candidate programs")
     if config.dedup:
-        # Duplicate removal runs programs under JAX; imported only when a run gets this far.
-        from search.signature import deduplicate
-
-        dedup = deduplicate(
-            candidates,
-            steps=config.dedup_steps,
-            seed=config.selection_seed,
-            executor=placement.kind,
-            workers=placement.workers,
-            address=placement.address,
-        )
+        dedup = _deduplicate(candidates, config, placement)
         unique_ids = {p.id for p in dedup.unique}
         duplicate_of, failed = dict(dedup.duplicate_of), dict(dedup.failed)
         funnel += list(dedup.funnel)
@@ -206,11 +206,30 @@ def _prepare(store: RunStore, config: SearchConfig, programs: Sequence | None, p
     if not unique:
         reason = "".join(f"; {pid}: {error}" for pid, error in list(failed.items())[:1])
         raise ValueError(f"no program survived duplicate removal ({len(failed)} of {len(candidates)} failed){reason}")
-    controls = resolve_controls(config.controls)
+    controls = resolve_controls(config.controls, config.space)
     stored = {pid: {"name": p.name, "json": program_io.to_json(p)} for pid, p in controls.items()}
     layout = _layout(unique + [p for pid, p in controls.items() if pid not in unique_ids])
     meta = {"layout": json.dumps(_layout_summary(layout)), st.CONTROLS_META: json.dumps(stored)}
     store.write_candidates(funnel, rows, meta)
+
+
+def _deduplicate(candidates: list[Program], config: SearchConfig, placement: "Placement"):
+    """The space's duplicate removal (``search.signature``, ``search.combiner_signature``)."""
+    # Duplicate removal runs programs under JAX; imported only when a run gets this far.
+    if config.space == "combiner":
+        from search.combiner_signature import deduplicate_combiners
+
+        return deduplicate_combiners(candidates, steps=config.dedup_steps, seed=config.selection_seed)
+    from search.signature import deduplicate
+
+    return deduplicate(
+        candidates,
+        steps=config.dedup_steps,
+        seed=config.selection_seed,
+        executor=placement.kind,
+        workers=placement.workers,
+        address=placement.address,
+    )
 
 
 def _program_row(position: int, program, unique_ids: set[str], duplicate_of: dict, failed: dict) -> ProgramRow:
@@ -257,15 +276,32 @@ def _run_stages(store: RunStore, config: SearchConfig, pool: "_Pool", display: P
         _plain_stage(store, config, st.CONTROL_FRESH, list(controls), config.fresh_seeds, catalog, pool, display)
 
 
-def resolve_controls(names: Sequence[str]) -> dict[str, Program]:
-    """Control programs by id, from reference program names; a missing or non-curiosity one is refused."""
+def resolve_controls(names: Sequence[str], space: str = "curiosity") -> dict[str, Program]:
+    """Control programs by id, from reference program names; a missing one, or one of another
+    space than the searched one, is refused."""
     controls = {}
     for name in names:
         program = program_io.resolve(name)
-        if program.kind != "curiosity":
-            raise ValueError(f"control {name!r} is a {program.kind} program; controls are curiosity programs")
+        if program.kind != space:
+            raise ValueError(f"control {name!r} is a {program.kind} program; this search's controls are {space} programs")
         controls[program.id] = dataclasses.replace(program, name=program.name or name)
     return controls
+
+
+def fixed_curiosity(config: SearchConfig) -> Program | None:
+    """A combiner search's fixed curiosity program (``config.curiosity`` resolved); None for a curiosity search."""
+    if config.space != "combiner":
+        return None
+    program = program_io.resolve(config.curiosity)
+    if program.kind != "curiosity":
+        raise ValueError(f"the fixed program {config.curiosity!r} is a {program.kind} program; a combiner search needs a curiosity program")
+    return dataclasses.replace(program, name=program.name or config.curiosity)
+
+
+def stored_curiosity(store: RunStore) -> Program | None:
+    """The fixed curiosity program a combiner run started with; None for a curiosity run."""
+    text = store.meta(CURIOSITY_META)
+    return None if text is None else program_io.from_json(text)
 
 
 def stored_controls(store: RunStore) -> dict[str, Program]:
@@ -426,7 +462,7 @@ def _summary(store: RunStore) -> Summary:
     failures = sorted((d.program_id, d.detail) for d in store.decisions(st.SEARCH) if d.decision == st.FAILED)
     names = {pid: p.name for pid, p in stored_controls(store).items()}
     controls = [(names[r.program_id], r) for r in store.ranking(st.CONTROL_SEARCH) if r.program_id in names]
-    return Summary(store.run_dir, evaluated, completed[:5], failures, controls)
+    return Summary(store.run_dir, evaluated, completed[:5], failures, controls, store.config().score_name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -444,16 +480,21 @@ class Placement:
 class _Pool:
     """Starts the evaluation executor on first use, so a finished run resumes without starting Ray."""
 
-    def __init__(self, config: SearchConfig, placement: Placement):
+    def __init__(self, config: SearchConfig, placement: Placement, curiosity: Program | None):
         self._config = config
         self._placement = placement
+        self._curiosity = curiosity
+        """A combiner search's fixed curiosity program."""
         self._executor = None
 
     def get(self, programs: Sequence[Program]):
         """The executor, built on first use for a layout that holds ``programs`` (searched and controls)."""
         if self._executor is None:
             config, placement = self._config, self._placement
-            spec = WorkerSpec(_layout(programs), config.grid(), config.ppo(), config.checkpoint_every)
+            if config.space == "combiner":
+                spec = GymWorkerSpec(_layout(programs), self._curiosity, config.gym_preset(), config.checkpoint_every)
+            else:
+                spec = WorkerSpec(_layout(programs), config.grid(), config.ppo(), config.checkpoint_every)
             self._executor = make_executor(placement.kind, spec, workers=placement.workers, address=placement.address)
         return self._executor
 
@@ -475,9 +516,14 @@ def _status(state: SearchState | None) -> str:
 def add_parser(subparsers) -> None:
     """Register ``metacurio search``."""
     parser = subparsers.add_parser("search", help="search a program space with progressive elimination (resumable)")
-    parser.add_argument("--preset", choices=tuple(PRESETS), help="search size (fresh runs default to tiny)")
+    parser.add_argument(
+        "--preset", choices=tuple(PRESETS), help="search size (fresh runs default to tiny, or combiner-tiny with --space combiner)"
+    )
     parser.add_argument("--config", metavar="FILE", help="JSON object of config fields that replace the preset's")
-    parser.add_argument("--space", choices=("curiosity",), help="program space (default: the preset's)")
+    parser.add_argument("--space", choices=SPACES, help="program space (default: the preset's)")
+    parser.add_argument(
+        "--curiosity", metavar="PROGRAM", help="combiner searches: the fixed curiosity program (file or reference name)"
+    )
     parser.add_argument("--max-ops", type=int, help="largest program size to enumerate")
     parser.add_argument("--trials", type=int, help="trials per program, with the original's seeds 4, 104, 204, ...")
     parser.add_argument("--limit", type=int, help="most programs to evaluate in the search stage")
@@ -496,13 +542,13 @@ def add_parser(subparsers) -> None:
 
 def config_from_args(args) -> SearchConfig | None:
     """The config the arguments ask for; None on --resume without preset or overrides."""
-    overrides = {"space": args.space, "max_ops": args.max_ops, "limit": args.limit}
+    overrides = {"space": args.space, "max_ops": args.max_ops, "limit": args.limit, "curiosity": args.curiosity}
     if args.trials is not None:
         overrides["seeds"] = tuple(4 + 100 * i for i in range(args.trials))
     given = {k: v for k, v in overrides.items() if v is not None}
     if args.resume and args.preset is None and args.config is None and not given:
         return None
-    config = preset(args.preset or "tiny")
+    config = preset(args.preset or DEFAULT_PRESETS[args.space or "curiosity"])
     if args.config:
         config = load_file(args.config, config)
     return with_fields(config, given)
@@ -512,7 +558,8 @@ def run_dir_from_args(args) -> Path:
     if args.out:
         return Path(args.out)
     space = args.space or "curiosity"
-    return Path("runs") / (args.name or f"{space}-{args.preset or 'tiny'}")
+    name = args.preset or DEFAULT_PRESETS[space]
+    return Path("runs") / (args.name or (name if name.startswith(space) else f"{space}-{name}"))
 
 
 def run_cli(args) -> None:
@@ -545,7 +592,7 @@ def run_cli(args) -> None:
     counts = ", ".join(f"{stage} {n}" for stage, n in summary.evaluated.items())
     print(f"run {summary.run_dir}: programs decided per stage: {counts}")
     if summary.best:
-        print("best completed programs (mean coverage ± s.e.):")
+        print(f"best completed programs (mean {summary.score_name} ± s.e.):")
     for rank, result in enumerate(summary.best, 1):
         print(f"{rank:>2}. {result.program_id}  {result.mean:8.1f} ± {result.stderr:.1f}")
     if summary.controls:

@@ -7,8 +7,9 @@ trainers) and returns a runner whose ``run(task)`` turns one task into one resul
 raises becomes an outcome with that error, so one failing task never stops the others. Workers
 only compute; they return ``Outcome``s and the calling process alone writes the store.
 
-``WorkerSpec`` is the search's job (gridworld evaluation of ``Task``s);
-``metacurio.app.transfer.TransferJob`` is transfer's.
+``WorkerSpec`` is the curiosity search's job (gridworld evaluation of ``Task``s), ``GymWorkerSpec``
+the combiner search's (gymnasium evaluation of combiner ``Task``s with a fixed curiosity
+program); ``metacurio.app.transfer.TransferJob`` is transfer's.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 
 from envs import gridworld_config
 from metacurio.agent.config import PPOConfig
+from metacurio.agent.gym_presets import GymPreset
 from metacurio.core.program import Program
 from metacurio.errors import failure
 from metacurio.jax_setup import CACHE_ENV, SINGLE_THREAD_XLA, cache_dir, set_up_process
@@ -114,17 +116,42 @@ def build_evaluator(spec: WorkerSpec):
     return Evaluator(spec.layout, spec.grid, spec.ppo, spec.checkpoint_every)
 
 
+@dataclasses.dataclass(frozen=True)
+class GymWorkerSpec:
+    """What every combiner-evaluation worker compiles: one combiner layout, fixed curiosity
+    program, gymnasium environment with its agent and lifetime, and checkpoint spacing."""
+
+    layout: Layout
+    curiosity: Program
+    preset: GymPreset
+    checkpoint_every: int
+
+    def start(self) -> "Evaluation":
+        return Evaluation(build_gym_evaluator(self))
+
+
+@functools.lru_cache(maxsize=2)
+def build_gym_evaluator(spec: GymWorkerSpec):
+    """One gymnasium evaluator per spec and process (see ``build_evaluator``)."""
+    # In the worker's process only: planning jobs never needs JAX or gymnasium.
+    from metacurio.agent.gym_evaluator import GymEvaluator
+
+    set_up_process()
+    return GymEvaluator(spec.layout, spec.curiosity, spec.preset, spec.checkpoint_every)
+
+
 class Evaluation:
-    """A worker's runner for ``WorkerSpec``: ``Task`` -> ``metacurio.agent.evaluator.EvalResult``."""
+    """A worker's runner for ``WorkerSpec`` and ``GymWorkerSpec``: ``Task`` ->
+    ``metacurio.agent.evaluator.EvalResult``."""
 
     def __init__(self, evaluator):
         self._evaluator = evaluator
 
     def run(self, task: Task):
-        """A non-finite coverage curve becomes the result's error: its scores would mean nothing."""
+        """A non-finite score curve becomes the result's error: its scores would mean nothing."""
         result = self._evaluator.evaluate(task.program, task.seeds, task.cutoffs)
         if result.error is None and not np.all(np.isfinite(result.curves)):
-            result = dataclasses.replace(result, error="non-finite coverage")
+            result = dataclasses.replace(result, error="non-finite score")
         return result
 
 

@@ -529,6 +529,12 @@ def deduplicate(
         raise ValueError(f"tolerances must be non-negative, got rtol={rtol}, atol={atol}")
     programs = list(programs)
     rows, errors = signatures(programs, steps, seed, chunk, executor, workers, address)
+    return dedup_from_signatures(programs, rows, errors, rtol, atol)
+
+
+def dedup_from_signatures(programs: Sequence[Program], rows: np.ndarray, errors: Sequence[str | None], rtol: float, atol: float) -> Dedup:
+    """Classes of programs from their signature rows and errors (``signatures``, or the
+    combiners' ``search.combiner_signature``): failures dropped, the smallest of each class kept."""
     ok = [i for i, error in enumerate(errors) if error is None]
     representative = equivalence_classes(rows, sorted(ok, key=lambda i: (programs[i].size, i)), rtol, atol)
     unique = [p for i, p in enumerate(programs) if representative[i] == i]

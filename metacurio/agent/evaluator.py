@@ -131,7 +131,7 @@ class Evaluator:
                 error = f"non-finite intrinsic reward before env step {self.checkpoint_steps[index]}"
                 break
             last = index == len(self.chunks) - 1
-            if not last and cutoffs is not None and _below(coverage.mean(), cutoffs, index):
+            if not last and cutoffs is not None and below_cutoff(coverage.mean(), cutoffs, index):
                 stopped = True
                 break
         return self._result(program_id, seeds, curves, paper, stopped, error, time.perf_counter() - start)
@@ -179,7 +179,8 @@ class Evaluator:
         )
 
 
-def _below(score: float, cutoffs: Sequence[float], index: int) -> bool:
+def below_cutoff(score: float, cutoffs: Sequence[float], index: int) -> bool:
+    """Whether a mean score misses checkpoint ``index``'s cutoff; a nan or missing cutoff never stops."""
     if index >= len(cutoffs):
         return False
     cutoff = cutoffs[index]

@@ -57,7 +57,9 @@ from metacurio.core.networks import apply_actor_critic, init_actor_critic
 from envs.gymnasium_envs import Spaces, inspect_env, make_env
 from metacurio.agent.gym_presets import GymPreset
 from metacurio.core.compiler import compile_program
-from metacurio.core.program import Program
+from metacurio.core.interpreter import Interpreter, InterpretedProgram
+from metacurio.core.layout import Encoding, Layout, blank_encoding
+from metacurio.core.program import COMBINER, Program
 from metacurio.core.specs import EnvSpec
 
 
@@ -125,18 +127,30 @@ class GymTrainer:
 
     ``curiosity`` and ``combiner`` are compiled programs or modules with ``init``/``step``
     (``metacurio.agent.ppo.CuriosityModule``); None means no intrinsic reward / intrinsic + extrinsic.
+    With ``combiner_layout`` instead of ``combiner``, the combiner is any program of that layout,
+    run as data by the interpreter: its encoding is an argument of the compiled reward pipeline,
+    so one compile serves every combiner of the layout (a combiner search).
     Build once and call ``run`` for every trial seed: compilation happens on the first call. The
     policy and the PPO update depend only on the environment and the agent, so they are compiled
-    once per process for all programs; only the reward pipeline is compiled per program.
+    once per process for all programs; only the reward pipeline is compiled per trainer.
     """
 
-    def __init__(self, spaces: Spaces, ppo: PPOConfig, curiosity=None, combiner=None):
+    def __init__(self, spaces: Spaces, ppo: PPOConfig, curiosity=None, combiner=None, combiner_layout: Layout | None = None):
+        if combiner is not None and combiner_layout is not None:
+            raise ValueError("give a combiner or a combiner layout, not both")
+        if combiner_layout is not None and combiner_layout.kind != COMBINER:
+            raise ValueError(f"a {combiner_layout.kind} layout cannot run combiners")
         self.spaces, self.ppo = spaces, ppo
         self.env_spec = spaces.env_spec(ppo.num_envs)
+        self.combiner_layout = combiner_layout
         self._curiosity = ZeroCuriosity() if curiosity is None else curiosity
-        self._combiner = SumCombiner() if combiner is None else combiner
+        if combiner_layout is not None:
+            self._combiner = Interpreter(combiner_layout)
+        else:
+            self._combiner = SumCombiner() if combiner is None else combiner
         self.reward_pipeline = None
-        """``(state, rollout, start_step) -> (state, rewards, metrics)``, compiled by ``compile``."""
+        """``(state, rollout, start_step, combiner_encoding) -> (state, rewards, metrics)``, compiled
+        by ``compile``; the encoding is ``()`` without a combiner layout."""
 
     def init(self, seed: int) -> GymTrainState:
         agent_key, curiosity_key, combiner_key, run_key = jax.random.split(jax.random.PRNGKey(seed), 4)
@@ -152,11 +166,14 @@ class GymTrainer:
             key=run_key,
         )
 
-    def _reward_pipeline(self, state: GymTrainState, rollout: Rollout, start_step):
+    def _reward_pipeline(self, state: GymTrainState, rollout: Rollout, start_step, combiner_encoding):
         """The reward pipeline over one rollout, timestep by timestep, as ``make_train`` runs it."""
         ppo, spec = self.ppo, self.env_spec
         num_envs = rollout.extrinsic.shape[1]
-        reward_step = make_reward_step(spec, ppo, self._curiosity, self._combiner)
+        combiner = self._combiner
+        if self.combiner_layout is not None:
+            combiner = InterpretedProgram(self._combiner, combiner_encoding)
+        reward_step = make_reward_step(spec, ppo, self._curiosity, combiner)
 
         def timestep(carry, inputs):
             obs, action, next_obs, extrinsic, terminated, truncated, t = inputs
@@ -181,6 +198,15 @@ class GymTrainer:
         )
         return state, rewards, metrics
 
+    def _encoding(self, combiner_encoding: Encoding | None):
+        if self.combiner_layout is None:
+            if combiner_encoding is not None:
+                raise ValueError("a combiner encoding needs a trainer built with a combiner layout")
+            return ()
+        if combiner_encoding is None:
+            raise ValueError("a trainer with a combiner layout needs the combiner's encoding")
+        return combiner_encoding
+
     def compile(self) -> float:
         """Compile the jitted functions ahead of the first trial; returns the seconds it took."""
         if self.reward_pipeline is not None:
@@ -190,69 +216,115 @@ class GymTrainer:
         start = time.perf_counter()
         state = self.init(0)
         rollout = empty_rollout(self.ppo, self.env_spec)
-        self.reward_pipeline = jax.jit(self._reward_pipeline).lower(state, rollout, jnp.zeros((), jnp.int32)).compile()
+        example = () if self.combiner_layout is None else blank_encoding(self.combiner_layout)
+        step = jnp.zeros((), jnp.int32)
+        self.reward_pipeline = jax.jit(self._reward_pipeline).lower(state, rollout, step, example).compile()
         return agent_seconds + time.perf_counter() - start
 
+    def start(self, seed: int, max_episode_steps: int | None = None, combiner_encoding: Encoding | None = None) -> "Lifetime":
+        """A lifetime with trial seed ``seed``, to advance one PPO update at a time; close it when done."""
+        encoding = self._encoding(combiner_encoding)
+        compile_seconds = self.compile()
+        return Lifetime(self, seed, max_episode_steps, encoding, compile_seconds)
+
     def run(
-        self, seed: int, max_episode_steps: int | None = None, on_update: Callable[[int, int], None] | None = None
+        self,
+        seed: int,
+        max_episode_steps: int | None = None,
+        on_update: Callable[[int, int], None] | None = None,
+        combiner_encoding: Encoding | None = None,
     ) -> GymResult:
         """One lifetime with trial seed ``seed``; ``on_update(done, total)`` after every update."""
-        compile_seconds = self.compile()
-        agent = compiled_agent(self.env_spec, self.ppo)
-        ppo, spaces = self.ppo, self.spaces
-        envs = gym.vector.SyncVectorEnv(
+        lifetime = self.start(seed, max_episode_steps, combiner_encoding)
+        try:
+            while not lifetime.finished:
+                lifetime.update()
+                if on_update is not None:
+                    on_update(lifetime.updates, self.ppo.num_updates)
+        finally:
+            lifetime.close()
+        return lifetime.result()
+
+
+class Lifetime:
+    """One trial's lifetime, advanced one PPO update at a time (``GymTrainer.start``), so that a
+    caller can run several seeds in step and stop them all at a checkpoint."""
+
+    def __init__(self, trainer: GymTrainer, seed: int, max_episode_steps: int | None, combiner_encoding, compile_seconds: float):
+        ppo, spaces = trainer.ppo, trainer.spaces
+        self._trainer, self._encoding, self.seed, self.compile_seconds = trainer, combiner_encoding, int(seed), compile_seconds
+        self._agent = compiled_agent(trainer.env_spec, ppo)
+        self._envs = gym.vector.SyncVectorEnv(
             [lambda: make_env(spaces.env_id, max_episode_steps) for _ in range(ppo.num_envs)],
             autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
         )
-        start = time.perf_counter()
-        try:
-            state = self.init(seed)
-            raw_obs, _ = envs.reset(seed=seed)
-            obs = spaces.observations(raw_obs)
-            buffers = _HostRollout(ppo, self.env_spec)
-            episodes = _Episodes(ppo.num_envs)
-            curve, per_update = [], []
-            for update in range(ppo.num_updates):
-                key = state.key
-                for t in range(ppo.rollout_steps):
-                    action, key = agent.act(state.params, obs, key)
-                    action = np.asarray(action)
-                    raw_obs, reward, terminated, truncated, info = envs.step(spaces.env_actions(action))
-                    next_obs = spaces.observations(raw_obs)
-                    buffers.write(t, obs, action, _true_next_obs(spaces, next_obs, info), reward, terminated, truncated)
-                    episodes.add(reward, terminated | truncated)
-                    obs = next_obs
-                rollout = buffers.rollout()
-                start_step = jnp.asarray(update * ppo.rollout_steps, jnp.int32)
-                state, rewards, metrics = self.reward_pipeline(state.replace(key=key), rollout, start_step)
-                params, opt_state, key, learn_metrics = agent.learn(
-                    state.params, state.opt_state, state.updates, state.key, rollout, rewards
-                )
-                state = state.replace(params=params, opt_state=opt_state, updates=state.updates + 1, key=key)
-                metrics = {name: float(value) for name, value in {**metrics, **learn_metrics}.items()}
-                finite = metrics.pop("finite"), metrics.pop("params_finite")
-                if not all(finite):
-                    end = (update + 1) * ppo.rollout_steps
-                    raise GymTrainError(
-                        f"non-finite rewards or agent parameters by env step {end} (PPO update {update + 1}) of seed {seed}"
-                    )
-                per_update.append(metrics)
-                curve.append(episodes.score())
-                if on_update is not None:
-                    on_update(update + 1, ppo.num_updates)
-        finally:
-            envs.close()
+        self._start = time.perf_counter()
+        self.seconds = 0.0
+        self._state = trainer.init(seed)
+        raw_obs, _ = self._envs.reset(seed=seed)
+        self._obs = spaces.observations(raw_obs)
+        self._buffers = _HostRollout(ppo, trainer.env_spec)
+        self._episodes = _Episodes(ppo.num_envs)
+        self.curve: list[float] = []
+        """The score so far after every update."""
+        self._per_update: list[dict] = []
+
+    @property
+    def updates(self) -> int:
+        return len(self.curve)
+
+    @property
+    def finished(self) -> bool:
+        return self.updates == self._trainer.ppo.num_updates
+
+    def update(self) -> float:
+        """One rollout and PPO update; returns the score so far. Non-finite rewards or
+        parameters raise ``GymTrainError``."""
+        trainer, agent = self._trainer, self._agent
+        ppo, spaces, state, update = trainer.ppo, trainer.spaces, self._state, self.updates
+        key = state.key
+        for t in range(ppo.rollout_steps):
+            action, key = agent.act(state.params, self._obs, key)
+            action = np.asarray(action)
+            raw_obs, reward, terminated, truncated, info = self._envs.step(spaces.env_actions(action))
+            next_obs = spaces.observations(raw_obs)
+            self._buffers.write(t, self._obs, action, _true_next_obs(spaces, next_obs, info), reward, terminated, truncated)
+            self._episodes.add(reward, terminated | truncated)
+            self._obs = next_obs
+        rollout = self._buffers.rollout()
+        start_step = jnp.asarray(update * ppo.rollout_steps, jnp.int32)
+        state, rewards, metrics = trainer.reward_pipeline(state.replace(key=key), rollout, start_step, self._encoding)
+        params, opt_state, key, learn_metrics = agent.learn(state.params, state.opt_state, state.updates, state.key, rollout, rewards)
+        self._state = state.replace(params=params, opt_state=opt_state, updates=state.updates + 1, key=key)
+        metrics = {name: float(value) for name, value in {**metrics, **learn_metrics}.items()}
+        finite = metrics.pop("finite"), metrics.pop("params_finite")
+        if not all(finite):
+            end = (update + 1) * ppo.rollout_steps
+            raise GymTrainError(
+                f"non-finite rewards or agent parameters by env step {end} (PPO update {update + 1}) of seed {self.seed}"
+            )
+        self._per_update.append(metrics)
+        self.curve.append(self._episodes.score())
+        self.seconds = time.perf_counter() - self._start
+        return self.curve[-1]
+
+    def close(self) -> None:
+        self._envs.close()
+
+    def result(self) -> GymResult:
+        """What the lifetime did so far (all of it once ``finished``)."""
+        ppo = self._trainer.ppo
         return GymResult(
-            seed=int(seed),
-            score=curve[-1],
-            curve=tuple(curve),
-            steps=tuple((i + 1) * ppo.rollout_steps for i in range(ppo.num_updates)),
-            episode_returns=tuple(episodes.returns),
-            metrics={name: np.array([m[name] for m in per_update]) for name in per_update[0]},
-            env_steps=ppo.num_updates * ppo.rollout_steps * ppo.num_envs,
-            compile_seconds=compile_seconds,
-            seconds=time.perf_counter() - start,
-            params=jax.device_get(state.params),
+            seed=self.seed,
+            score=self.curve[-1],
+            curve=tuple(self.curve),
+            steps=tuple((i + 1) * ppo.rollout_steps for i in range(self.updates)),
+            episode_returns=tuple(self._episodes.returns),
+            metrics={name: np.array([m[name] for m in self._per_update]) for name in self._per_update[0]},
+            env_steps=self.updates * ppo.rollout_steps * ppo.num_envs,
+            compile_seconds=self.compile_seconds,
+            seconds=self.seconds,
+            params=jax.device_get(self._state.params),
         )
 
 

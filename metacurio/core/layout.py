@@ -367,5 +367,18 @@ def encode(program: Program, layout: Layout) -> Encoding:
     )
 
 
+def blank_encoding(layout: Layout) -> Encoding:
+    """An all-padding encoding of ``layout`` (reward: the first scalar input), to compile against."""
+    discard = np.array([layout.bank_size(k) - 1 for k in WRITABLE], np.int32)
+    return Encoding(
+        instruction=np.zeros(layout.max_nodes, np.int32),
+        args=np.zeros((layout.max_nodes, MAX_ARGS), np.int32),
+        slot=np.zeros(layout.max_nodes, np.int32),
+        dest=np.tile(discard, (layout.max_nodes, 1)),
+        output=np.asarray(0, np.int32),
+        constants=np.zeros(layout.max_constants, np.float32),
+    )
+
+
 def stack_encodings(encodings: list[Encoding]) -> Encoding:
     return jax.tree.map(lambda *xs: np.stack(xs), *encodings)
