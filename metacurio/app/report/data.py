@@ -64,6 +64,11 @@ class RunData:
         return None if row is None else row.decision
 
     @functools.cached_property
+    def score_name(self) -> str:
+        """What the run's scores measure: coverage, or a combiner search's environment return."""
+        return self.store.config().score_name
+
+    @functools.cached_property
     def controls(self) -> dict[str, str]:
         """Control program id -> name, in the run's order (none for runs without controls)."""
         stored = json.loads(self.store.meta(st.CONTROLS_META) or "{}")

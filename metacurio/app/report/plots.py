@@ -77,7 +77,7 @@ def plot_scores(data: RunData, path: Path) -> Path:
     for label, group in groups.items():
         if group:
             ax.hist(group, bins=bins, alpha=0.6, label=f"{label} ({len(group)})")
-    ax.set_xlabel("search-stage coverage (mean over trials)")
+    ax.set_xlabel(f"search-stage {data.score_name} (mean over trials)")
     ax.set_ylabel("programs")
     if values:
         ax.legend()
@@ -100,7 +100,7 @@ def plot_sorted(data: RunData, references: Sequence[tuple[str, Program]], path: 
             ax.axvline(position[target], color="tab:red", lw=0.8, ls="--")
             ax.annotate(name, (position[target], ax.get_ylim()[1]), fontsize=8, color="tab:red", va="top")
     ax.set_xlabel("rank among completed programs")
-    ax.set_ylabel("coverage (mean ± s.e.)")
+    ax.set_ylabel(f"{data.score_name} (mean ± s.e.)")
     ax.set_title("completed programs, best first")
     return _save(figure, path)
 
@@ -122,7 +122,7 @@ def plot_curves(data: RunData, report: ReportConfig, path: Path) -> Path:
         rows = data.stage_rows(st.CONTROL_SEARCH, control_id)
         _mean_curve(ax, rows, f"control: {name}", color="black", linewidth=1.6, linestyle=dashes)
     ax.set_xlabel("env steps per environment")
-    ax.set_ylabel("coverage (mean ± s.e.)")
+    ax.set_ylabel(f"{data.score_name} (mean ± s.e.)")
     ax.set_title(f"learning curves of the top {report.top_k}" + (" and the controls" if data.controls else ""))
     if ax.lines:
         ax.legend(fontsize=7)

@@ -112,7 +112,7 @@ def section_top(data: RunData, report: ReportConfig) -> list[str]:
     lines = [
         "## Top programs",
         "",
-        "Search-stage coverage (mean ± s.e. over trials), the same programs on fresh seeds, and how each was picked.",
+        f"Search-stage {data.score_name} (mean ± s.e. over trials), the same programs on fresh seeds, and how each was picked.",
         "",
         "| rank | program | ops | search | fresh | picked | operations |",
         "|---:|---|---:|---:|---:|---|---|",
@@ -141,7 +141,7 @@ def section_controls(data: RunData, report: ReportConfig) -> list[str]:
     search, fresh = data.results.get(st.CONTROL_SEARCH, {}), data.results.get(st.CONTROL_FRESH, {})
     lines += [
         "Each control ran its whole lifetime on the search seeds (stage `control-search`) and on the fresh seeds"
-        " (`control-fresh`), in the same harness as the programs. Coverage, mean ± s.e. over trials:",
+        f" (`control-fresh`), in the same harness as the programs. {data.score_name.capitalize()}, mean ± s.e. over trials:",
         "",
         "| control | id | search seeds | fresh seeds |",
         "|---|---|---:|---:|",
@@ -310,7 +310,7 @@ def section_elimination(data: RunData, report: ReportConfig) -> list[str]:
         "",
         f"Re-checked in full: {len(rechecked)} of the {len(stopped)} stopped programs. Threshold: the {top} best completed"
         f" programs (the larger of the top {report.top_fraction:.0%} and the {fresh_top_k} carried to"
-        f" fresh seeds), coverage ≥ {threshold:.1f}. {verdict} {len(lost)} would have been in that top;"
+        f" fresh seeds), {data.score_name} ≥ {threshold:.1f}. {verdict} {len(lost)} would have been in that top;"
         f" scaled to all stopped programs, about {estimate:.1f} top programs lost.",
     ]
     if len(rechecked) < min(RECHECK_MIN, len(stopped)):
