@@ -181,7 +181,8 @@ def plot_transfer_scatter(targets: Sequence[TransferTarget], path: Path) -> Path
         x, y = [r.gridworld.mean for r in both], [r.result.mean for r in both]
         ax.errorbar(x, y, xerr=[r.gridworld.stderr for r in both], yerr=[r.result.stderr for r in both], fmt="o", ms=4)
         for row in both:
-            ax.annotate(row.name if len(row.name) <= 16 else row.program_id, (row.gridworld.mean, row.result.mean), fontsize=6)
+            label = "plain PPO" if row.is_plain else row.name if len(row.name) <= 16 else row.program_id
+            ax.annotate(label, (row.gridworld.mean, row.result.mean), fontsize=6)
         rho, _ = spearman(x, y)
         rho_text = "ρ n/a" if math.isnan(rho) else f"Spearman ρ = {rho:+.2f}"
         ax.set_title(f"{target.env_id} ({target.preset}): {rho_text}, n = {len(both)}", fontsize=9)
