@@ -32,6 +32,8 @@ class GymEvaluator:
             raise ValueError(f"the fixed program {curiosity.name or curiosity.id} is a {curiosity.kind} program, not curiosity")
         self.preset = preset
         self.trainer = GymTrainer(inspect_env(preset.env_id), preset.ppo, compile_program(curiosity), combiner_layout=layout)
+        # Compiled when the worker starts, so that no program's seconds include it.
+        self.compile_seconds = self.trainer.compile()
         self.chunks = chunk_sizes(preset.ppo, checkpoint_every)
         self.checkpoint_steps = tuple(int(s) * preset.ppo.rollout_steps for s in np.cumsum(self.chunks))
 
