@@ -276,7 +276,7 @@ def _run_stages(store: RunStore, config: SearchConfig, pool: "_Pool", display: P
         _plain_stage(store, config, st.CONTROL_FRESH, list(controls), config.fresh_seeds, catalog, pool, display)
 
 
-def resolve_controls(names: Sequence[str], space: str = "curiosity") -> dict[str, Program]:
+def resolve_controls(names: Sequence[str], space: str) -> dict[str, Program]:
     """Control programs by id, from reference program names; a missing one, or one of another
     space than the searched one, is refused."""
     controls = {}
