@@ -342,3 +342,26 @@ def test_report_draws_the_transfer_figures_only_when_there_are_transfers(run_dir
     written = {p.name for p in write_report(run_dir)}
     assert {"transfer_curves.png", "transfer_scatter.png"} <= written
     assert "## Transfer" in (run_dir / "report.md").read_text()
+
+
+def test_deep_sea_table_counts_finds_and_first_find_episodes(run_dir, programs):
+    from metacurio.app.report.sections import section_transfer
+
+    store = RunStore.open(run_dir)
+    settings = {"preset": {"ppo": {"num_envs": 8, "rollout_steps": 10, "lifetime_steps": 40}}, "combiner": "ffd6798c8127"}
+    names = {programs[n].id: {"name": n, "json": _json(programs[n])} for n in ("rnd", "none")}
+    store.set_meta({"transfer:DeepSea-10/reduced": json.dumps(settings), st.TRANSFER_PROGRAMS_META: json.dumps(names)})
+    # Cumulative treasures after each of 4 episode rounds: rnd finds in rounds 2 and 4, plain PPO never.
+    curves = {"rnd": {4: (0, 1, 3, 6), 104: (0, 0, 0, 1), 204: (0, 0, 0, 0)}, "none": {4: (0, 0, 0, 0), 104: (0, 0, 0, 0), 204: (0, 0, 0, 0)}}
+    for name, by_seed in curves.items():
+        for seed, curve in by_seed.items():
+            row = EvaluationRow(programs[name].id, st.TRANSFER, "DeepSea-10/reduced", seed, 0.0, tuple(map(float, curve)), (10, 20, 30, 40), False, None, 320, 1.0, "w0", 0.0)
+            store.record_transfer(row)
+    store.close()
+    data = load(run_dir)
+    text = "\n".join(section_transfer(data))
+    data.store.close()
+    assert "DeepSea-10 (reduced): 8 env(s) × 4 PPO updates of 10 steps (40 steps per env)" in text
+    # rnd: found on 2 of 3 seeds, after 2 and 4 rounds of 8 episodes: 16 and 32, median 24.
+    assert f"| rnd | `{programs['rnd'].id}` | 2/3, 24 (16–32) |" in text
+    assert f"| none | `{programs['none'].id}` | 0/3 |" in text

@@ -69,8 +69,8 @@ def test_plain_ppo_is_the_zero_reward_program_through_the_same_combiner():
     worker = transfer.TransferJob(quick.to_json()).start()
     baseline = worker.run(transfer.Task(transfer.plain_ppo(), combiner, 4))
     [without_module] = gym_trainer.train(quick, curiosity=None, combiner=combiner)
-    assert baseline.episode_returns == without_module.episode_returns and len(baseline.episode_returns) > 3
-    assert baseline.curve == without_module.curve
+    assert len(without_module.episode_returns) > 3
+    assert (baseline.score, baseline.curve) == (without_module.score, without_module.curve)
 
 
 def test_a_failing_task_becomes_an_error_row():
@@ -244,3 +244,30 @@ def test_cli_transfer_with_ray(tmp_path, capsys):
     with RunStore.open(out) as store:
         rows = store.evaluations(transfer.STAGE)
     assert len(rows) == 4 and all(r.error is None and r.worker.startswith("ray:") for r in rows)
+
+
+def test_deep_sea_is_a_transfer_target_whose_curve_counts_treasures(tmp_path, capsys):
+    out = tmp_path / "d"
+    args = ["transfer", "rnd", "--env", "DeepSea-5", "--preset", "quick", "--seeds", "4", "--baselines", "none",
+            "--executor", "local", "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli.main(args) == 0
+    assert "DeepSea-5 (quick)" in capsys.readouterr().out
+    with RunStore.open(out) as store:
+        rows = store.evaluations(transfer.STAGE)
+    assert {r.env for r in rows} == {"DeepSea-5/quick"} and len(rows) == 2
+    for row in rows:
+        # One point per episode round (4 episodes of 5 steps per env, 8 envs); treasures never un-find.
+        assert row.checkpoint_steps == (5, 10, 15, 20) and row.env_steps == 8 * 20
+        assert list(row.curve) == sorted(row.curve) and all(c == int(c) for c in row.curve)
+        assert -0.01 <= row.score <= 1.0
+
+
+@pytest.mark.parametrize(
+    "env, preset, message",
+    [("DeepSea-x", "quick", "DeepSea targets are DeepSea-N"), ("DeepSea-5", "paper", "unknown preset 'paper' for DeepSea-5")],
+)
+def test_bad_deep_sea_targets_are_one_line_errors(env, preset, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["transfer", "fast", "--env", env, "--preset", preset, "--executor", "local"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

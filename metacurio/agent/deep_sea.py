@@ -13,9 +13,10 @@ Every episode lasts exactly N steps and all environments start together, so the 
 finish their episodes in lockstep, N steps apart. With one rollout of N steps per PPO update,
 update ``u`` collects exactly the ``u``-th episode of every environment.
 
-Plain PPO (no program, or the zero-reward program ``results/programs/none.json``) gets the
-extrinsic reward only, without a combiner, as in the transfer study (``metacurio.app.transfer``):
-the paper combiner would weight the extrinsic reward by τ and only starve it.
+Every program, plain PPO's zero-reward program ``results/programs/none.json`` included, goes
+through the same reward combiner (the paper's by default) and return normalisation, as in the
+transfer study (``metacurio.app.transfer``): plain PPO's row differs from the others in nothing
+but the intrinsic reward.
 """
 
 from __future__ import annotations
@@ -30,24 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import deep_sea
-from metacurio.agent.config import GRIDWORLD_PAPER, PPOConfig
+from metacurio.agent.config import PPOConfig
+from metacurio.agent.gym_presets import DEEP_SEA_PPO, deep_sea_ppo
 from metacurio.agent.ppo import ZeroCuriosity, make_train
 from metacurio.core import program_io
 from metacurio.core.compiler import compile_program
-from metacurio.core.program import Program, is_constant
+from metacurio.core.program import Program
 from metacurio.core.specs import EnvSpec
-
-DEEP_SEA_PPO = dataclasses.replace(GRIDWORLD_PAPER, num_envs=8)
-"""The paper's gridworld agent with 8 parallel environments instead of 5, so that a rollout of
-N steps (8·N transitions) always splits into the 4 minibatches. ``deep_sea_ppo`` sets its
-rollout to one episode (N steps) and its lifetime to the episode budget."""
-
-DEFAULT_EPISODES = 250
-"""Episodes per environment in one lifetime (2,000 per trial). Measured in CPU time for five
-seeds at 250 episodes, compilation first: plain PPO 11 + 1.4 s (N=10), 10 + 4.2 s (N=20),
-10 + 9.3 s (N=30); FAST 13 + 1.8 s, 12 + 5.5 s, 13 + 12.5 s; RND about 10 % more than FAST. So about a
-minute per program for the three sizes, and the full table (12 programs, sizes 10, 20, 30, five
-seeds) about 12 CPU-minutes; every further 250 episodes add about 20 s per program."""
 
 DEFAULT_COMBINER = "combiner_paper"
 """The reference combiner programs get, as in the transfer study: the paper's τ-weighting."""
@@ -89,21 +79,8 @@ class DeepSeaResult:
     """Wall time of the whole seed batch's call, compilation included (shared by its seeds)."""
 
 
-def deep_sea_ppo(size: int, episodes: int, base: PPOConfig = DEEP_SEA_PPO) -> PPOConfig:
-    """``base`` with one episode (``size`` steps) per rollout and ``episodes`` per lifetime."""
-    return dataclasses.replace(base, rollout_steps=size, lifetime_steps=size * episodes)
-
-
 def deep_sea_spec(config: deep_sea.DeepSeaConfig, ppo: PPOConfig) -> EnvSpec:
     return EnvSpec(obs_shape=config.obs_shape, action_dim=deep_sea.NUM_ACTIONS, discrete=True, batch_size=ppo.num_envs)
-
-
-def is_plain_ppo(program: Program | None) -> bool:
-    """No program, or a curiosity program whose reward is the constant 0 (``none.json``)."""
-    if program is None:
-        return True
-    output = program.node(program.output)
-    return output.op == "Identity" and len(output.args) == 1 and is_constant(output.args[0]) and output.args[0] == 0
 
 
 def _lifetimes(program: Program | None, combiner: Program | None, config: deep_sea.DeepSeaConfig, ppo: PPOConfig):
@@ -151,7 +128,7 @@ def run_deep_sea(
     program: Program | None,
     size: int,
     seeds: Sequence[int],
-    episodes: int = DEFAULT_EPISODES,
+    episodes: int,
     ppo: PPOConfig | None = None,
     combiner: Program | None = None,
 ) -> list[DeepSeaResult]:
@@ -159,7 +136,7 @@ def run_deep_sea(
 
     ``episodes`` is the budget per environment. ``ppo`` (default ``DEEP_SEA_PPO``) supplies the
     agent; its rollout and lifetime are replaced by ``deep_sea_ppo``. ``combiner`` defaults to
-    the paper's combiner; plain PPO (``is_plain_ppo``) uses none.
+    the paper's combiner, for every program (None: no intrinsic reward, through the same combiner).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be positive, got {episodes}")
@@ -167,10 +144,9 @@ def run_deep_sea(
         raise ValueError("at least one seed is needed")
     config = deep_sea.DeepSeaConfig(size=size)
     agent = deep_sea_ppo(size, episodes, DEEP_SEA_PPO if ppo is None else ppo)
-    plain = is_plain_ppo(program)
-    if not plain and combiner is None:
+    if combiner is None:
         combiner = program_io.resolve(DEFAULT_COMBINER)
-    run = _compiled(None if plain else program, None if plain else combiner, config, agent)
+    run = _compiled(program, combiner, config, agent)
 
     start = time.perf_counter()
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
@@ -178,7 +154,7 @@ def run_deep_sea(
     seconds = time.perf_counter() - start
 
     steps = tuple(size * (u + 1) for u in range(agent.num_updates))
-    program_id = "none" if plain else program.id
+    program_id = "none" if program is None else program.id
     results = []
     for i, seed in enumerate(seeds):
         completed = int(count[i].sum())

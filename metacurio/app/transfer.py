@@ -18,6 +18,10 @@ environment and the budget (``LunarLander-v3/paper``), so a reduced budget never
 the paper's; a rerun skips what is stored, so an interrupted transfer resumes and repeats
 nothing. The table gives the mean extrinsic episode return over the lifetime, mean ± standard
 error over seeds, and each program's paired difference to plain PPO with a 95 % t-interval.
+
+``DeepSea-N`` is bsuite's DeepSea of size N (``envs.deep_sea``, a JAX environment trained by
+``metacurio.agent.deep_sea``), the hard-exploration target: its stored curve counts the
+treasures found so far, from which the report reads whether and when each seed first found it.
 """
 
 from __future__ import annotations
@@ -77,6 +81,21 @@ class Task:
     entry: Entry
     combiner: Program
     seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Lifetime:
+    """What one transfer task returns: the lifetime's score and curve, without the agent's
+    parameters, which would travel back from a Ray worker for nothing."""
+
+    score: float
+    """Mean extrinsic return of the episodes that ended in the lifetime."""
+    curve: tuple[float, ...]
+    """Gymnasium: the score so far after every PPO update. DeepSea: treasures found so far
+    (all environments of the trial), after every update, i.e. every episode round."""
+    steps: tuple[int, ...]
+    """Env steps per environment at each point of the curve."""
+    env_steps: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,11 +200,23 @@ class TransferWorker:
         self._key: tuple | None = None
         self._trainer_of_key = None
 
-    def run(self, task: Task):
-        """One lifetime as a ``GymResult`` without the agent's parameters, which would travel
-        back from a Ray worker for nothing."""
+    def run(self, task: Task) -> Lifetime:
+        size = gym_presets.deep_sea_size(self._preset.env_id)
+        if size is not None:
+            return self._deep_sea(task, size)
         result = self._trainer(task.entry.program, task.combiner).run(task.seed, self._preset.max_episode_steps)
-        return dataclasses.replace(result, params=None)
+        return Lifetime(result.score, result.curve, result.steps, result.env_steps)
+
+    def _deep_sea(self, task: Task, size: int) -> Lifetime:
+        # Workers only, like the gymnasium trainer: it loads JAX. It memoises its compiled
+        # lifetime per program, so the later seeds of an entry skip the compile.
+        from metacurio.agent.deep_sea import run_deep_sea
+
+        ppo = self._preset.ppo
+        [result] = run_deep_sea(task.entry.program, size, [task.seed], ppo.num_updates, ppo, task.combiner)
+        if not result.finite:
+            raise ValueError(f"non-finite intrinsic reward on {self._preset.env_id} with seed {task.seed}")
+        return Lifetime(result.mean_return, tuple(float(f) for f in result.curve_finds), result.curve_steps, result.env_steps)
 
     def _trainer(self, program: Program, combiner: Program):
         # One trainer at a time: tasks come grouped by entry, and each holds its compiled functions.
@@ -313,13 +344,14 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--top", type=int, metavar="K", help="transfer the run's K best programs")
     parser.add_argument(
-        "--env", required=True, help="a gymnasium id: LunarLander-v3, LunarLanderContinuous-v3, Acrobot-v1, Ant-v5, ..."
+        "--env",
+        required=True,
+        help="a gymnasium id (LunarLander-v3, Acrobot-v1, Ant-v5, ...) or DeepSea-N (bsuite's DeepSea of size N, in JAX)",
     )
     parser.add_argument(
         "--preset",
         choices=gym_presets.PRESET_NAMES,
-        default="paper",
-        help="the paper's budget, a reduced one (Ant-v5), or a smoke run",
+        help="the paper's budget (default), a reduced one (Ant-v5; DeepSea-N's default), or a smoke run",
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="trial seeds (default: the preset's)")
     parser.add_argument("--out", help="run directory for PROGRAM... (default runs/transfer-ENV-PRESET); not with RUN")
@@ -350,7 +382,10 @@ def run_cli(args) -> None:
     if args.seeds:
         check_seeds(args.seeds)
     check_address(args.executor, args.address)
-    gymnasium_envs.inspect_env(args.env)
+    deep_sea = gym_presets.deep_sea_size(args.env) is not None
+    if not deep_sea:
+        gymnasium_envs.inspect_env(args.env)
+    args.preset = args.preset or ("reduced" if deep_sea else "paper")
     preset = gym_presets.preset(args.env, args.preset)
     if args.seeds:
         preset = dataclasses.replace(preset, seeds=tuple(args.seeds))

@@ -201,6 +201,23 @@ class TransferTarget:
     def preset(self) -> str:
         return self.name.rsplit("/", 1)[-1]
 
+    @property
+    def deep_sea_size(self) -> int | None:
+        """N for a DeepSea-N target (its curves count treasures found), None for gymnasium ones."""
+        prefix = "DeepSea-"
+        size = self.env_id[len(prefix):] if self.env_id.startswith(prefix) else ""
+        return int(size) if size.isdigit() else None
+
+
+def first_find_episode(row: EvaluationRow, num_envs: int) -> int | None:
+    """Episodes the trial completed (all its environments) by the end of the episode round in
+    which a DeepSea treasure was first found; None if it never was. DeepSea's episodes all last
+    N steps and its environments start together, so each point of the curve is one round."""
+    for index, found in enumerate(row.curve):
+        if found > 0:
+            return (index + 1) * num_envs
+    return None
+
 
 PLAIN_PPO = "none"
 """Reference name of the zero-reward program that stands for plain PPO in transfer tables."""

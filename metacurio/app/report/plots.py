@@ -166,7 +166,7 @@ def plot_transfer_curves(targets: Sequence[TransferTarget], path: Path) -> Path:
             _mean_curve(ax, row.rows, row.name if len(row.name) <= 24 else row.program_id, **style)
         ax.set_title(f"{target.env_id} ({target.preset})", fontsize=9)
         ax.set_xlabel("env steps per environment")
-        ax.set_ylabel("mean episode return so far")
+        ax.set_ylabel("mean episode return so far" if target.deep_sea_size is None else "treasures found so far")
         if ax.lines:
             ax.legend(fontsize=6)
     for ax in axes[len(targets):]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from metacurio.app.report.data import (
     TransferTarget,
+    first_find_episode,
     spearman,
     transfer_targets,
     PairedDifference,
@@ -416,7 +417,9 @@ def section_transfer(data: RunData) -> list[str]:
         "",
     ]
     for target in targets:
-        lines += _transfer_table(target)
+        if target.deep_sea_size is None:
+            lines += _transfer_table(target)
+    lines += _deep_sea_table([t for t in targets if t.deep_sea_size is not None])
     return lines + ["![transfer learning curves](transfer_curves.png)", "", "![gridworld score against transfer return](transfer_scatter.png)", ""]
 
 
@@ -461,3 +464,42 @@ def _budget_text(target: TransferTarget) -> str:
         + ("" if limit is None else f", episodes cut at {limit:,} steps")
         + f"; reward combiner `{target.settings.get('combiner', '?')}`."
     )
+
+
+def _deep_sea_table(targets: Sequence[TransferTarget]) -> list[str]:
+    """Per program and DeepSea size: on how many seeds the treasure was ever found, and when first."""
+    if not targets:
+        return []
+    targets = sorted(targets, key=lambda t: (t.deep_sea_size, t.name))
+    lines = [
+        "### DeepSea (hard exploration)",
+        "",
+        "bsuite's deterministic DeepSea of size N: the treasure (+1) waits at the bottom right, every step right"
+        " costs 0.01/N, and which action means right is drawn per cell from the seed. Per size: the seeds on which"
+        " the agent ever reached the treasure, and the episodes the trial had completed (all its environments) by"
+        " the end of the round of the first find, median and range over the seeds that found it.",
+        "",
+    ]
+    lines += [_budget_text(t).replace("Budget:", f"DeepSea-{t.deep_sea_size} ({t.preset}):") for t in targets] + [""]
+    header = " | ".join(f"N = {t.deep_sea_size} ({t.preset})" for t in targets)
+    lines += [f"| program | id | {header} |", "|---|---|" + "---:|" * len(targets)]
+    programs: dict[str, str] = {}
+    for target in targets:
+        for row in target.rows:
+            programs.setdefault(row.program_id, row.name)
+    for program_id, name in programs.items():
+        cells = []
+        for target in targets:
+            row = next((r for r in target.rows if r.program_id == program_id), None)
+            cells.append("–" if row is None else _finds_text(row.rows, target.settings["preset"]["ppo"]["num_envs"]))
+        lines.append(f"| {name} | `{program_id}` | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _finds_text(rows, num_envs: int) -> str:
+    ran = [r for r in rows if r.error is None]
+    firsts = [e for e in (first_find_episode(r, num_envs) for r in ran) if e is not None]
+    text = f"{len(firsts)}/{len(ran)}"
+    if firsts:
+        text += f", {int(np.median(firsts)):,}" + (f" ({min(firsts):,}–{max(firsts):,})" if len(firsts) > 1 else "")
+    return text
