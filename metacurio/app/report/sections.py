@@ -142,7 +142,7 @@ def section_controls(data: RunData, report: ReportConfig) -> list[str]:
     search, fresh = data.results.get(st.CONTROL_SEARCH, {}), data.results.get(st.CONTROL_FRESH, {})
     lines += [
         "Each control ran its whole lifetime on the search seeds (stage `control-search`) and on the fresh seeds"
-        f" (`control-fresh`), in the same harness as the programs. {data.score_name.capitalize()}, mean ± s.e. over trials:",
+        f" (`control-fresh`), in the same harness as the programs. {data.score_name[:1].upper() + data.score_name[1:]}, mean ± s.e. over trials:",
         "",
         "| control | id | search seeds | fresh seeds |",
         "|---|---|---:|---:|",
