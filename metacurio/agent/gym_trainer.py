@@ -254,14 +254,18 @@ class Lifetime:
         ppo, spaces = trainer.ppo, trainer.spaces
         self._trainer, self._encoding, self.seed, self.compile_seconds = trainer, combiner_encoding, int(seed), compile_seconds
         self._agent = compiled_agent(trainer.env_spec, ppo)
+        self._start = time.perf_counter()
+        self.seconds = 0.0
+        self._state = trainer.init(seed)
         self._envs = gym.vector.SyncVectorEnv(
             [lambda: make_env(spaces.env_id, max_episode_steps) for _ in range(ppo.num_envs)],
             autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
         )
-        self._start = time.perf_counter()
-        self.seconds = 0.0
-        self._state = trainer.init(seed)
-        raw_obs, _ = self._envs.reset(seed=seed)
+        try:
+            raw_obs, _ = self._envs.reset(seed=seed)
+        except Exception:
+            self._envs.close()
+            raise
         self._obs = spaces.observations(raw_obs)
         self._buffers = _HostRollout(ppo, trainer.env_spec)
         self._episodes = _Episodes(ppo.num_envs)
