@@ -112,9 +112,15 @@ def counts(store: RunStore) -> dict[str, int]:
     return {stage: len(store.decided(stage)) for stage in st.STAGES}
 
 
-def test_tiny_combiner_search_end_to_end_with_controls_and_resume(tmp_path):
-    run = tmp_path / "run"
-    summary = run_search(COMBINER_TINY, run, executor="local", progress=False)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The combiner-tiny search, run once for the tests below."""
+    run = tmp_path_factory.mktemp("combiner") / "run"
+    return run, run_search(COMBINER_TINY, run, executor="local", progress=False)
+
+
+def test_tiny_combiner_search_end_to_end_with_controls_and_resume(tiny_run):
+    run, summary = tiny_run
     assert summary.score_name == "LunarLander-v3 return"
     assert summary.evaluated[st.SEARCH] == COMBINER_TINY.limit
     assert summary.evaluated[st.CONTROL_SEARCH] == summary.evaluated[st.CONTROL_FRESH] == 2
@@ -133,15 +139,14 @@ def test_tiny_combiner_search_end_to_end_with_controls_and_resume(tmp_path):
     assert [r.program_id for r in resumed.best] == [r.program_id for r in summary.best]
 
 
-def test_combiner_search_cli_and_report(tmp_path, capsys):
+def test_combiner_search_cli_resume_and_report(tiny_run, tmp_path, capsys):
     from metacurio.app import cli
 
-    run = tmp_path / "cli"
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"limit": 2, "fresh_top_k": 0}))
-    cli.main(["search", "--space", "combiner", "--config", str(config), "--out", str(run), "--executor", "local", "--quiet"])
+    run, _ = tiny_run
+    assert cli.main(["search", "--resume", "--out", str(run), "--executor", "local", "--quiet"]) == 0
     assert "mean LunarLander-v3 return" in capsys.readouterr().out
-    cli.main(["report", str(run)])
-    assert "LunarLander-v3 return" in (run / "report.md").read_text()
+    assert cli.main(["report", str(run)]) == 0
+    assert "Search-stage LunarLander-v3 return" in (run / "report.md").read_text()
     assert cli.main(["search", "--space", "combiner", "--curiosity", "combiner_sum", "--out", str(tmp_path / "bad"), "--quiet"]) != 0
     assert "a combiner search needs a curiosity program" in capsys.readouterr().err
+    assert cli.main(["search", "--space", "combiner", "--curiosity", "no_such_program", "--out", str(tmp_path / "bad"), "--quiet"]) != 0
