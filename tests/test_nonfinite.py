@@ -68,11 +68,12 @@ def test_transfer_stores_the_failure_and_exits_non_zero(program_file, tmp_path, 
     argv += ["--executor", "local", "--quiet", "--out", str(out)]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("metacurio: error: 1 of 2 programs failed on CartPole-v1 (stored with their errors); six-squares: ")
+    assert err[-1].startswith("metacurio: error: 1 of 2 programs failed on CartPole-v1/quick (stored with their errors); six-squares: ")
     assert "non-finite rewards or agent parameters by env step 64 (PPO update 1) of seed 4" in err[-1]
     with RunStore.open(out) as store:
         rows = {r.program_id: r for r in store.evaluations("transfer")}
-    assert rows["none"].error is None and rows["none"].score is not None
+    plain = program_io.resolve("none").id
+    assert rows[plain].error is None and rows[plain].score is not None
     assert rows[six_squares().id].score is None and "by env step 64" in rows[six_squares().id].error
 
 

@@ -166,7 +166,7 @@ def test_config_json_round_trip_and_presets():
         ({"batch_size": 0}, "batch_size must be an integer ≥ 1"),
         ({"limit": 0}, "limit must be an integer ≥ 1"),
         ({"dedup": "yes"}, "dedup must be true or false"),
-        ({"space": "combiner"}, "space must be one of curiosity"),
+        ({"space": "maze"}, "space must be one of curiosity, combiner"),
         ({"env": "maze"}, "env must be one of"),
         ({"num_stdevs": math.inf}, "num_stdevs must be a finite number"),
         ({"lifetime_steps": 5}, "impossible agent"),
