@@ -28,7 +28,7 @@ from metacurio.core.layout import Layout, encode, stack_encodings
 from metacurio.core.program import COMBINER, Program
 from metacurio.core.specs import CombinerBatch, EnvSpec
 from metacurio.errors import failure
-from search.signature import Dedup, dedup_from_signatures, normalise
+from search.signature import Dedup, check_arguments, dedup_from_signatures, normalise
 
 STREAM_ENVS = 8
 """Parallel environments of the input stream (rows of every combiner call)."""
@@ -75,7 +75,7 @@ def combiner_signatures(
     """(programs, steps·STREAM_ENVS) normalised combined streams (NaN rows for failures) and each
     program's error (None when its signature is complete)."""
     programs = list(programs)
-    _check_arguments(programs, steps, chunk)
+    check_arguments(programs, steps, chunk, COMBINER, "combiner signatures run combiners")
     rows = np.full((len(programs), steps * STREAM_ENVS), np.nan)
     errors: list[str | None] = [None] * len(programs)
     if not programs:
@@ -114,17 +114,3 @@ def deduplicate_combiners(
     programs = list(programs)
     rows, errors = combiner_signatures(programs, steps, seed, chunk)
     return dedup_from_signatures(programs, rows, errors, rtol, atol)
-
-
-def _check_arguments(programs: list[Program], steps: int, chunk: int) -> None:
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    if chunk < 1:
-        raise ValueError(f"chunk must be at least 1, got {chunk}")
-    seen: dict[str, int] = {}
-    for i, program in enumerate(programs):
-        if program.kind != COMBINER:
-            raise ValueError(f"program {program.id} (position {i}) is a {program.kind} program; combiner signatures run combiners")
-        if program.id in seen:
-            raise ValueError(f"program {program.id} appears twice (positions {seen[program.id]} and {i})")
-        seen[program.id] = i

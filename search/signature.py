@@ -455,7 +455,7 @@ def signatures(
     else in this process too. Results do not depend on where they ran.
     """
     programs = list(programs)
-    _check_arguments(programs, steps, chunk)
+    check_arguments(programs, steps, chunk)
     rows = np.full((len(programs), steps * BATCH), np.nan)
     plans, prepare_errors = plan_layouts(programs)
     errors: list[str | None] = [prepare_errors.get(i) for i in range(len(programs))]
@@ -551,18 +551,23 @@ def dedup_from_signatures(programs: Sequence[Program], rows: np.ndarray, errors:
     return Dedup(unique=unique, duplicate_of=duplicate_of, failed=failed, funnel=funnel, signatures=rows)
 
 
-def _check_arguments(programs: list[Program], steps: int, chunk: int) -> None:
+def check_arguments(
+    programs: list[Program],
+    steps: int,
+    chunk: int,
+    kind: str = CURIOSITY,
+    runs_on: str = "signatures run curiosity programs on gridworld transitions",
+) -> None:
+    """One-line refusals shared by every signature: bad steps or chunk, a program of another kind
+    than ``kind`` (``runs_on`` says what the signature runs), a program given twice."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
     seen: dict[str, int] = {}
     for i, program in enumerate(programs):
-        if program.kind != CURIOSITY:
-            raise ValueError(
-                f"program {program.id} (position {i}) is a {program.kind} program; "
-                "signatures run curiosity programs on gridworld transitions"
-            )
+        if program.kind != kind:
+            raise ValueError(f"program {program.id} (position {i}) is a {program.kind} program; {runs_on}")
         if program.id in seen:
             raise ValueError(f"program {program.id} appears twice (positions {seen[program.id]} and {i})")
         seen[program.id] = i

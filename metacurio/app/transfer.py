@@ -39,7 +39,7 @@ from rich.table import Table
 
 from metacurio.agent import gym_presets
 from metacurio.agent.gym_presets import GymPreset
-from metacurio.app.report.data import PairedDifference, paired_difference
+from metacurio.app.report.data import PLAIN_PPO, PairedDifference, paired_difference
 from metacurio.arguments import check_at_least, check_seeds
 from metacurio.core import program_io
 from metacurio.core.program import Program
@@ -53,8 +53,6 @@ from search.run_lock import RunLock
 from search.store import FILE, TRANSFER, EvaluationRow, RunStore, aggregate
 
 STAGE = TRANSFER
-PLAIN_PPO = "none"
-"""Reference name of the no-curiosity baseline, the zero-reward program."""
 BASELINES = (PLAIN_PPO, "rnd", "icm", "disagreement", "knn_novelty", "fast", "ccim")
 """Baselines run next to the programs: plain PPO and reference programs from results/programs/."""
 PROGRAMS_META = st.TRANSFER_PROGRAMS_META

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from metacurio.agent import gym_presets
 from metacurio.core import program_io
 from metacurio.core.program import Program
 from search import store as st
@@ -204,9 +205,7 @@ class TransferTarget:
     @property
     def deep_sea_size(self) -> int | None:
         """N for a DeepSea-N target (its curves count treasures found), None for gymnasium ones."""
-        prefix = "DeepSea-"
-        size = self.env_id[len(prefix):] if self.env_id.startswith(prefix) else ""
-        return int(size) if size.isdigit() else None
+        return gym_presets.deep_sea_size(self.env_id)
 
 
 def first_find_episode(row: EvaluationRow, num_envs: int) -> int | None:
@@ -220,7 +219,7 @@ def first_find_episode(row: EvaluationRow, num_envs: int) -> int | None:
 
 
 PLAIN_PPO = "none"
-"""Reference name of the zero-reward program that stands for plain PPO in transfer tables."""
+"""Reference name of the zero-reward program that is plain PPO in transfer runs and their tables."""
 PRESET_ORDER = ("paper", "reduced", "quick")
 
 
